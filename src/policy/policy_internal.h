@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * policy_internal.h - the policy part of a VM: memory map, poisoned-page set and event log.
+ * Only src/policy/ and src/migrate/ include this.
+ */
+#ifndef VMCE_POLICY_INTERNAL_H
+#define VMCE_POLICY_INTERNAL_H
+
+#include "vmce_internal.h"
+
+#define VMCE_MEMMAP_MAX	   4096
+#define VMCE_EVENT_LOG_LEN 4096
+
+struct vmce_mem_range {
+	uint64_t gpa, size, hva, hpa;
+};
+
+/* Sorted arrays of ranges, one index per address kind, for O(log n) translation. */
+struct vmce_memmap {
+	pthread_rwlock_t lock;
+	size_t n;
+	struct vmce_mem_range by_gpa[VMCE_MEMMAP_MAX];
+	struct vmce_mem_range by_hva[VMCE_MEMMAP_MAX];
+	struct vmce_mem_range by_hpa[VMCE_MEMMAP_MAX]; /* only ranges with an hpa; nh of them */
+	size_t nh;
+};
+
+/* Open-addressing hash set of 4 KiB guest frame numbers. */
+struct vmce_poison_set {
+	pthread_mutex_t lock;
+	size_t count, cap, max; /* cap: slots (power of two); max: bound on count */
+	uint64_t *slots;	/* frame + 1; 0 = empty */
+};
+
+struct vmce_event_log {
+	pthread_mutex_t lock;
+	uint64_t last_seq;
+	struct vmce_event ring[VMCE_EVENT_LOG_LEN];
+	struct vmce_counters counters;
+	vmce_event_fn fn;
+	void *opaque;
+};
+
+struct vmce_policy_state {
+	struct vmce_memmap memmap;
+	struct vmce_poison_set poison;
+	struct vmce_event_log log;
+};
+
+int vmce__poison_init(struct vmce_poison_set *s, size_t max, struct vmce_err *err);
+void vmce__poison_fini(struct vmce_poison_set *s);
+int vmce__memmap_init(struct vmce_memmap *m);
+void vmce__memmap_fini(struct vmce_memmap *m);
+void vmce__events_init(struct vmce_event_log *l);
+void vmce__events_fini(struct vmce_event_log *l);
+
+#endif /* VMCE_POLICY_INTERNAL_H */
