@@ -3,6 +3,7 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
@@ -10,7 +11,7 @@ CTEST_ARGS ?=
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
 	clang-format valgrind jq qemu-system-x86 busybox-static cpio spin
 
-.PHONY: all deps build test test-normal test-asan demo bench fuzz install format check-format clean
+.PHONY: all deps build test test-normal test-asan test-tsan demo bench fuzz install format check-format clean
 
 all: build
 
@@ -34,6 +35,10 @@ $(ASAN_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
 		-DVMCE_SANITIZE=address,undefined -DVMCE_LINUX_TESTS=OFF
 
+$(TSAN_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+		-DVMCE_SANITIZE=thread -DVMCE_LINUX_TESTS=OFF
+
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
@@ -46,8 +51,14 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-test: test-normal test-asan
-	@echo "vmce: all test suites passed (normal and ASan+UBSan builds)"
+# ThreadSanitizer: the unit suite (label unit), where the concurrency tests live.
+test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
+
+test: test-normal test-asan test-tsan
+	@echo "vmce: all test suites passed (normal, ASan+UBSan and TSan builds)"
 
 demo: deps
 	@echo "vmce demo: not built yet. It will boot a 2-vCPU guest in the reference VMM and show"
@@ -63,4 +74,4 @@ check-format:
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
