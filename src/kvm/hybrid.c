@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Hybrid mode: KVM's in-kernel MCA emulation serves the hot path.  This file chooses the
+ * MCG_CAP KVM gets (the profile's subset that KVM supports), sets it up on each vCPU, and keeps
+ * the model and KVM's registers coherent (KVM_GET_MSRS / KVM_SET_MSRS).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kvm_internal.h"
+
+struct msrs_buf {
+	struct kvm_msrs hdr;
+	struct kvm_msr_entry e[2 + 3 * VMCE_MAX_BANKS];
+};
+
+int vmce__kvm_get_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t *value)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[1];
+	} b;
+
+	memset(&b, 0, sizeof(b));
+	b.hdr.nmsrs = 1;
+	b.e[0].index = index;
+	if (ioctl(kv->fd, KVM_GET_MSRS, &b) != 1)
+		return -EIO;
+	*value = b.e[0].data;
+	return 0;
+}
+
+int vmce__kvm_set_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t value)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[1];
+	} b;
+
+	memset(&b, 0, sizeof(b));
+	b.hdr.nmsrs = 1;
+	b.e[0].index = index;
+	b.e[0].data = value;
+	return ioctl(kv->fd, KVM_SET_MSRS, &b) == 1 ? 0 : -EIO;
+}
+
+int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err)
+{
+	const struct vmce_profile *p = &k->vm->profile;
+	uint64_t supported = 0, want = p->banks;
+	int fd, r;
+
+	r = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+	if (r <= 0)
+		return vmce__fail(err, -ENOTSUP, "hybrid mode: this KVM lacks KVM_CAP_MCE");
+	if (r < p->banks)
+		return vmce__fail(err, -ENOTSUP,
+				  "hybrid mode: KVM emulates at most %d banks, the profile has %u",
+				  r, p->banks);
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return vmce__fail(err, -errno, "hybrid mode: open /dev/kvm: %s", strerror(errno));
+	r = ioctl(fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported);
+	close(fd);
+	if (r)
+		return vmce__fail(err, -errno, "KVM_X86_GET_MCE_CAP_SUPPORTED: %s",
+				  strerror(errno));
+	if (p->caps & VMCE_CAP_CTL)
+		want |= VMCE_MCG_CTL_P;
+	if (p->caps & VMCE_CAP_SER)
+		want |= VMCE_MCG_SER_P;
+	if (p->caps & VMCE_CAP_CMCI)
+		want |= VMCE_MCG_CMCI_P;
+	if (p->caps & VMCE_CAP_LMCE)
+		want |= VMCE_MCG_LMCE_P;
+	/* TES_P is never accepted by KVM: MCG_CAP then exits to user space. */
+	k->kernel_mcg_cap = p->banks | (want & supported & ~VMCE_MCG_CAP_COUNT_MASK);
+	if ((p->caps & VMCE_CAP_CTL) && !(supported & VMCE_MCG_CTL_P))
+		return vmce__fail(err, -ENOTSUP,
+				  "hybrid mode: the profile has MCG_CTL_P but KVM does not emulate "
+				  "it (supported MCG_CAP 0x%llx)",
+				  (unsigned long long)supported);
+	return 0;
+}
+
+int vmce__kvm_hybrid_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
+{
+	uint64_t cap = kv->k->kernel_mcg_cap;
+
+	if (ioctl(kv->fd, KVM_X86_SETUP_MCE, &cap))
+		return vmce__fail(err, -errno, "vCPU %u: KVM_X86_SETUP_MCE(0x%llx): %s", kv->index,
+				  (unsigned long long)cap, strerror(errno));
+	return vmce_kvm_sync_to_kernel(kv, err);
+}
+
+/* The MSRs KVM holds in hybrid mode. */
+static unsigned kernel_msr_list(struct vmce_kvm *k, struct msrs_buf *b)
+{
+	unsigned n = 0;
+
+	memset(b, 0, sizeof(*b));
+	b->e[n++].index = VMCE_MSR_MCG_STATUS;
+	if (k->vm->profile.caps & VMCE_CAP_CTL)
+		b->e[n++].index = VMCE_MSR_MCG_CTL;
+	for (unsigned i = 0; i < k->vm->profile.banks; i++) {
+		b->e[n++].index = VMCE_MSR_MCi_STATUS(i);
+		b->e[n++].index = VMCE_MSR_MCi_ADDR(i);
+		b->e[n++].index = VMCE_MSR_MCi_MISC(i);
+	}
+	b->hdr.nmsrs = n;
+	return n;
+}
+
+int vmce_kvm_sync_from_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
+{
+	struct msrs_buf b;
+	unsigned n;
+	int r;
+
+	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
+		return 0;
+	n = kernel_msr_list(kv->k, &b);
+	r = ioctl(kv->fd, KVM_GET_MSRS, &b);
+	if (r != (int)n)
+		return vmce__fail(err, r < 0 ? -errno : -EIO,
+				  "vCPU %u: KVM_GET_MSRS of the MCA state read %d of %u MSRs",
+				  kv->index, r, n);
+	for (unsigned i = 0; i < n; i++)
+		if (vmce_host_wrmsr(kv->v, b.e[i].index, b.e[i].data) != VMCE_MSR_OK)
+			return vmce__fail(err, -EIO, "vCPU %u: the model refused KVM's MSR 0x%x",
+					  kv->index, b.e[i].index);
+	return 0;
+}
+
+int vmce_kvm_sync_to_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
+{
+	struct msrs_buf b;
+	unsigned n;
+	int r;
+
+	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
+		return 0;
+	n = kernel_msr_list(kv->k, &b);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t value;
+
+		if (vmce_host_rdmsr(kv->v, b.e[i].index, &value) != VMCE_MSR_OK)
+			return vmce__fail(err, -EIO, "vCPU %u: the model cannot read MSR 0x%x",
+					  kv->index, b.e[i].index);
+		b.e[i].data = value;
+	}
+	r = ioctl(kv->fd, KVM_SET_MSRS, &b);
+	if (r != (int)n)
+		return vmce__fail(err, r < 0 ? -errno : -EIO,
+				  "vCPU %u: KVM_SET_MSRS of the MCA state wrote %d of %u MSRs "
+				  "(stopped at 0x%x)",
+				  kv->index, r, n, r >= 0 && r < (int)n ? b.e[r].index : 0);
+	return 0;
+}
