@@ -1,0 +1,785 @@
+// SPDX-License-Identifier: MIT
+/*
+ * End-to-end tests of vmce-vm: boot the built-in guest under KVM, inject machine checks through
+ * the control socket, and assert on the guest's console lines, the responses and the event
+ * log.
+ *
+ *   vmce-e2e VMCE_VM SCENARIO [SECONDS]
+ *
+ * Scenarios: srao, srar, ce, outside, nested, nobroadcast, image, fuzz.  Exit 0 pass, 1 fail,
+ * 77 skip (no usable /dev/kvm).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BOOT_TIMEOUT 60.0
+#define STEP_TIMEOUT 30.0
+
+static const char *vmm_path;
+static char dir[256], sock_path[300], console_path[300], stderr_path[300], events_path[300];
+static pid_t vm_pid = -1;
+static int vm_status = -1;
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (!f)
+		return strdup("");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)(n > 0 ? n : 0) + 1);
+	if (buf && n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
+		buf[0] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void cleanup(void)
+{
+	if (vm_pid > 0) {
+		kill(vm_pid, SIGKILL);
+		waitpid(vm_pid, NULL, 0);
+		vm_pid = -1;
+	}
+	unlink(sock_path);
+	unlink(console_path);
+	unlink(stderr_path);
+	unlink(events_path);
+	rmdir(dir);
+}
+
+static void dump(void)
+{
+	char *c = slurp(console_path), *e = slurp(stderr_path), *ev = slurp(events_path);
+
+	fprintf(stderr,
+		"---- guest console ----\n%s---- vmce-vm stderr ----\n%s"
+		"---- events log ----\n%s----\n",
+		c, e, ev);
+	free(c);
+	free(e);
+	free(ev);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "FAIL: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	dump();
+	cleanup();
+	exit(1);
+}
+
+static void start_vm(const char *const *extra)
+{
+	const char *argv[32];
+	int n = 0;
+
+	argv[n++] = vmm_path;
+	argv[n++] = "--control";
+	argv[n++] = sock_path;
+	argv[n++] = "--events-log";
+	argv[n++] = events_path;
+	argv[n++] = "--timeout";
+	argv[n++] = "170";
+	for (; extra && *extra && n < 30; extra++)
+		argv[n++] = *extra;
+	argv[n] = NULL;
+	vm_pid = fork();
+	if (vm_pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (vm_pid == 0) {
+		int out = open(console_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int err = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (out < 0 || err < 0)
+			_exit(126);
+		dup2(out, 1);
+		dup2(err, 2);
+		execv(vmm_path, (char *const *)argv);
+		_exit(127);
+	}
+}
+
+/* Has the VMM exited?  Records its status. */
+static bool vm_exited(void)
+{
+	int st;
+
+	if (vm_pid <= 0)
+		return true;
+	if (waitpid(vm_pid, &st, WNOHANG) == vm_pid) {
+		vm_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		vm_pid = -1;
+		return true;
+	}
+	return false;
+}
+
+static int wait_exit(double timeout)
+{
+	double end = now_s() + timeout;
+
+	while (!vm_exited()) {
+		if (now_s() > end)
+			fail("vmce-vm did not exit within %.0f s", timeout);
+		usleep(20000);
+	}
+	return vm_status;
+}
+
+/* Count console lines that contain every one of the (NULL-terminated) substrings. */
+static int count_lines(const char *buf, const char *a, const char *b, char *first, size_t flen)
+{
+	int n = 0;
+
+	for (const char *l = buf; *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) : strlen(l);
+		char line[1024];
+
+		if (len >= sizeof(line))
+			len = sizeof(line) - 1;
+		memcpy(line, l, len);
+		line[len] = '\0';
+		if (strstr(line, a) && (!b || strstr(line, b))) {
+			if (n == 0 && first)
+				snprintf(first, flen, "%s", line);
+			n++;
+		}
+		l = nl ? nl + 1 : l + len;
+	}
+	return n;
+}
+
+/* Wait for the count-th console line containing a (and b). */
+static void wait_console(const char *a, const char *b, int count, double timeout, char *line,
+			 size_t len)
+{
+	double end = now_s() + timeout;
+
+	for (;;) {
+		char *c = slurp(console_path);
+		int n = count_lines(c, a, b, line, len);
+
+		free(c);
+		if (n >= count)
+			return;
+		if (vm_exited())
+			fail("vmce-vm exited (status %d) before the console showed \"%s%s%s\"",
+			     vm_status, a, b ? "\" ... \"" : "", b ? b : "");
+		if (now_s() > end)
+			fail("no console line \"%s%s%s\" within %.0f s", a, b ? "\" ... \"" : "",
+			     b ? b : "", timeout);
+		usleep(50000);
+	}
+}
+
+static int console_count(const char *a, const char *b)
+{
+	char *c = slurp(console_path);
+	int n = count_lines(c, a, b, NULL, 0);
+
+	free(c);
+	return n;
+}
+
+static int events_count(const char *a, const char *b)
+{
+	char *c = slurp(events_path);
+	int n = count_lines(c, a, b, NULL, 0);
+
+	free(c);
+	return n;
+}
+
+/* ---- control socket ---- */
+
+static int ctl_connect(void)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	double end = now_s() + 10;
+	int fd;
+
+	if (strlen(sock_path) >= sizeof(addr.sun_path))
+		fail("socket path %s is too long", sock_path);
+	memcpy(addr.sun_path, sock_path, strlen(sock_path) + 1);
+	for (;;) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+			return fd;
+		if (fd >= 0)
+			close(fd);
+		if (now_s() > end || vm_exited())
+			fail("cannot connect to the control socket %s: %s", sock_path,
+			     strerror(errno));
+		usleep(20000);
+	}
+}
+
+static int send_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t w = send(fd, s, len, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		s += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read one line; returns malloc'd line or NULL on timeout/EOF. */
+static char *read_line(int fd, double timeout)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	double end = now_s() + timeout;
+
+	for (;;) {
+		struct pollfd p = {fd, POLLIN, 0};
+		char ch;
+		ssize_t n;
+		double left = end - now_s();
+
+		if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) <= 0) {
+			if (now_s() >= end) {
+				free(buf);
+				return NULL;
+			}
+			continue;
+		}
+		n = read(fd, &ch, 1);
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		if (ch == '\n') {
+			buf[len] = '\0';
+			return buf;
+		}
+		if (len + 2 >= cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+		}
+		buf[len++] = ch;
+	}
+}
+
+static char *ctl(int fd, const char *req)
+{
+	char *resp;
+
+	if (send_all(fd, req, strlen(req)) || send_all(fd, "\n", 1))
+		fail("send of %s: %s", req, strerror(errno));
+	resp = read_line(fd, 10);
+	if (!resp)
+		fail("no response to %s", req);
+	return resp;
+}
+
+static void expect(const char *resp, const char *what, const char *req)
+{
+	if (!strstr(resp, what))
+		fail("request %s: expected %s in response %s", req, what, resp);
+}
+
+static void boot(const char *const *extra, unsigned cpus)
+{
+	char want[64];
+
+	start_vm(extra);
+	for (unsigned i = 0; i < cpus; i++) {
+		snprintf(want, sizeof(want), "mce: init cpu=%u ", i);
+		wait_console(want, NULL, 1, BOOT_TIMEOUT, NULL, 0);
+	}
+}
+
+static void quit_vm(int fd)
+{
+	char *r = ctl(fd, "{\"cmd\":\"quit\"}");
+
+	expect(r, "\"ok\":true", "quit");
+	free(r);
+	if (wait_exit(20) != 0)
+		fail("vmce-vm exited with %d after quit, expected 0", vm_status);
+}
+
+/* ---- scenarios ---- */
+
+static void assert_alive_after(void)
+{
+	int ticks = console_count("guest: alive tick=", NULL);
+
+	wait_console("guest: alive tick=", NULL, ticks + 1, STEP_TIMEOUT, NULL, 0);
+}
+
+static int scenario_srao(void)
+{
+	static const char *const args[] = {"--cpus", "2", NULL};
+	char line[1024];
+	char *r;
+	int fd;
+
+	boot(args, 2);
+	fd = ctl_connect();
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x2000000\",\"id\":7}");
+	expect(r, "\"ok\":true", "srao");
+	expect(r, "\"id\":7", "srao");
+	expect(r, "\"verdict\":\"forward\"", "srao");
+	expect(r, "\"queued\":true", "srao");
+	free(r);
+	wait_console("mce: cpu=0 bank=1 ", "action=offline-page result=recovered", 1, STEP_TIMEOUT,
+		     line, sizeof(line));
+	if (!strstr(line, "addr=0x2000000 "))
+		fail("SRAO handled with the wrong address: %s", line);
+	if (!strstr(line, "status=0xbd") || !strstr(line, "mcgstatus=0x5"))
+		fail("SRAO record is not VAL|UC|EN|MISCV|ADDRV|S with MCIP|RIPV: %s", line);
+	wait_console("mce: bystander cpu=1", NULL, 1, STEP_TIMEOUT, NULL, 0);
+	assert_alive_after();
+	if (events_count("\"kind\":\"forwarded\"", "\"gpa\":\"0x2000000\"") != 1)
+		fail("the event log has no forwarded SRAO event for 0x2000000");
+	if (events_count("\"kind\":\"delivered\"", "\"signal\":\"mc\"") < 2)
+		fail("the event log does not show #MC delivered to both vCPUs");
+	r = ctl(fd, "{\"cmd\":\"status\"}");
+	expect(r, "\"pages\":[\"0x2000000\"]", "status");
+	expect(r, "\"state\":\"running\"", "status");
+	expect(r, "\"srao\":1", "status");
+	free(r);
+	r = ctl(fd, "{\"cmd\":\"events\",\"after\":0,\"max\":1}");
+	expect(r, "\"seq\":1,", "events");
+	expect(r, "\"more\":true", "events");
+	free(r);
+	quit_vm(fd);
+	close(fd);
+	return 0;
+}
+
+static int scenario_srar(void)
+{
+	static const char *const args[] = {"--cpus", "2", NULL};
+	char line[1024], req[256];
+	unsigned cpu;
+	uint64_t page;
+	char *r, *p;
+	int fd;
+
+	boot(args, 2);
+	wait_console("workload: start cpu=", " page=0x", 1, BOOT_TIMEOUT, line, sizeof(line));
+	p = strstr(line, "cpu=");
+	cpu = (unsigned)strtoul(p + 4, NULL, 10);
+	p = strstr(line, "page=");
+	page = strtoull(p + 5, NULL, 16);
+	fd = ctl_connect();
+	snprintf(req, sizeof(req),
+		 "{\"cmd\":\"inject\",\"class\":\"srar\",\"gpa\":\"0x%" PRIx64 "\",\"cpu\":%u}",
+		 page, cpu);
+	r = ctl(fd, req);
+	expect(r, "\"verdict\":\"forward\"", req);
+	free(r);
+	wait_console("action=kill-workload result=restarted", NULL, 1, STEP_TIMEOUT, line,
+		     sizeof(line));
+	snprintf(req, sizeof(req), "mce: cpu=%u bank=1 ", cpu);
+	if (!strstr(line, req))
+		fail("SRAR handled on the wrong vCPU (expected %u): %s", cpu, line);
+	if (!strstr(line, "mcgstatus=0x7"))
+		fail("SRAR without MCIP|EIPV|RIPV: %s", line);
+	wait_console("workload: restarted cpu=", NULL, 1, STEP_TIMEOUT, NULL, 0);
+	assert_alive_after();
+	if (events_count("\"kind\":\"forwarded\"", "\"class\":\"srar\"") != 1)
+		fail("the event log has no forwarded SRAR event");
+	quit_vm(fd);
+	close(fd);
+	return 0;
+}
+
+static int scenario_ce(void)
+{
+	static const char *const args[] = {"--cpus", "2", NULL};
+	char *r;
+	int fd;
+
+	boot(args, 2);
+	fd = ctl_connect();
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"ce\",\"gpa\":\"0x2000000\"}");
+	expect(r, "\"verdict\":\"drop\"", "ce");
+	expect(r, "\"queued\":false", "ce");
+	free(r);
+	assert_alive_after();
+	assert_alive_after();
+	if (console_count("mce: cpu=", NULL) != 0)
+		fail("a corrected error reached the guest");
+	if (events_count("\"kind\":\"dropped\"", "\"class\":\"ce\"") != 1)
+		fail("the event log has no dropped CE event");
+	if (events_count("\"kind\":\"delivered\"", NULL) != 0)
+		fail("something was delivered for a CE");
+	r = ctl(fd, "{\"cmd\":\"status\"}");
+	expect(r, "\"poisoned\":{\"count\":0", "status");
+	free(r);
+	quit_vm(fd);
+	close(fd);
+	return 0;
+}
+
+static int scenario_outside(void)
+{
+	static const char *const args[] = {"--cpus", "2", NULL};
+	char *r;
+	int fd;
+
+	boot(args, 2);
+	fd = ctl_connect();
+	/* 4 GiB: far outside the 64 MiB of guest memory. */
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x100000000\"}");
+	expect(r, "\"ok\":true", "outside");
+	if (strstr(r, "\"verdict\":\"forward\"") || strstr(r, "\"queued\":true"))
+		fail("an error outside guest memory was forwarded: %s", r);
+	free(r);
+	assert_alive_after();
+	if (console_count("mce: cpu=", NULL) != 0)
+		fail("an error outside guest memory reached the guest");
+	if (events_count("\"kind\":\"forwarded\"", NULL) != 0 ||
+	    events_count("\"kind\":\"delivered\"", NULL) != 0)
+		fail("the event log shows a forwarded error outside guest memory");
+	quit_vm(fd);
+	close(fd);
+	return 0;
+}
+
+static int scenario_nested(void)
+{
+	static const char *const args[] = {"--cpus", "2", NULL};
+	char *r, *e;
+	int fd;
+
+	boot(args, 2);
+	fd = ctl_connect();
+	/* Two SRAO records queued at once on vCPU 0: the second is applied while the guest's
+	 * handler runs (MCIP set) and shuts the guest down. */
+	r = ctl(fd, "{\"cmd\":\"inject\",\"text\":\"CPU 0 BANK 1\\nSTATUS SRAO\\nADDR 0x2000000\\n"
+		    "\\nCPU 0 BANK 1\\nSTATUS SRAO\\nADDR 0x2001000\\n\"}");
+	expect(r, "\"ok\":true", "nested");
+	free(r);
+	if (wait_exit(STEP_TIMEOUT) != 4)
+		fail("vmce-vm exited with %d, expected 4 (shut down by vmce)", vm_status);
+	e = slurp(stderr_path);
+	if (!strstr(e, "vmce-vm: guest stopped: vmce shut the guest down") || !strstr(e, "MCIP"))
+		fail("stderr does not log the shutdown with its reason");
+	free(e);
+	if (events_count("\"kind\":\"fatal\"", "MCIP") < 1)
+		fail("the event log has no fatal event naming MCIP");
+	if (events_count("\"kind\":\"vm-exit\"", "\"status\":4") != 1)
+		fail("the event log has no vm-exit line with status 4");
+	close(fd);
+	return 0;
+}
+
+static int scenario_nobroadcast(void)
+{
+	static const char *const args[] = {"--cpus", "2", NULL};
+	char *r;
+	int fd;
+
+	boot(args, 2);
+	fd = ctl_connect();
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x2000000\","
+		    "\"broadcast\":false}");
+	expect(r, "\"verdict\":\"forward\"", "srao without broadcast");
+	free(r);
+	wait_console("mce: panic: Timeout: Not all CPUs entered broadcast exception handler", NULL,
+		     1, STEP_TIMEOUT, NULL, 0);
+	if (wait_exit(STEP_TIMEOUT) != 3)
+		fail("vmce-vm exited with %d, expected 3 (guest panic)", vm_status);
+	if (console_count("mce: bystander", NULL) != 0)
+		fail("a bystander entered the rendezvous without a broadcast");
+	close(fd);
+	return 0;
+}
+
+/*
+ * A hand-written flat image: prints msg, then either exits with status 0 through port 0x501
+ * or halts forever (with interrupts off: only the VMM can end it).
+ */
+static void write_image(const char *path, const char *msg, bool halt)
+{
+	unsigned char img[256];
+	size_t n = 0;
+	int fd;
+
+	/* mov dx, 0x3f8 */
+	img[n++] = 0x66, img[n++] = 0xba, img[n++] = 0xf8, img[n++] = 0x03;
+	for (const char *c = msg; *c && n < 200; c++)
+		img[n++] = 0xb0, img[n++] = (unsigned char)*c, img[n++] = 0xee; /* mov al; out */
+	if (halt) {
+		img[n++] = 0xfa, img[n++] = 0xf4, img[n++] = 0xeb,
+		img[n++] = 0xfd; /* cli; hlt; jmp */
+	} else {
+		/* mov dx, 0x501; mov al, 0; out dx, al; hlt */
+		img[n++] = 0x66, img[n++] = 0xba, img[n++] = 0x01, img[n++] = 0x05;
+		img[n++] = 0xb0, img[n++] = 0x00, img[n++] = 0xee, img[n++] = 0xf4;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, img, n) != (ssize_t)n)
+		fail("cannot write %s", path);
+	close(fd);
+}
+
+static int scenario_image(void)
+{
+	char path[320];
+	const char *args[] = {"--cpus", "1", "--image", path, NULL};
+
+	snprintf(path, sizeof(path), "%s/flat.bin", dir);
+	write_image(path, "flat: hello\n", false);
+	start_vm(args);
+	if (wait_exit(STEP_TIMEOUT) != 0)
+		fail("vmce-vm exited with %d, expected 0", vm_status);
+	unlink(path);
+	if (console_count("flat: hello", NULL) != 1)
+		fail("the flat image's console line is missing");
+	return 0;
+}
+
+/* ---- fuzzing ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static const char *const templates[] = {
+	"{\"cmd\":\"status\"}",
+	"{\"cmd\":\"events\",\"after\":0,\"max\":4}",
+	"{\"cmd\":\"events\",\"after\":\"0x10\"}",
+	"{\"cmd\":\"inject\",\"class\":\"ce\",\"gpa\":\"0x1000\"}",
+	"{\"cmd\":\"inject\",\"class\":\"ce\",\"gpa\":4096,\"cpu\":0,\"broadcast\":true}",
+	"{\"cmd\":\"inject\",\"class\":\"ucna\",\"gpa\":\"0x100000000\"}",
+	"{\"cmd\":\"inject\",\"text\":\"CPU 0 BANK 1\\nSTATUS CORRECTED\\nADDR 0x1000\\n\"}",
+	"{\"cmd\":\"inject\",\"status\":\"0x9000000000000000\",\"addr\":\"0x1000\"}",
+	"{\"cmd\":\"inject\",\"class\":\"ce\",\"gpa\":\"0x1000\",\"id\":\"abc\"}",
+	"{\"cmd\":\"status\",\"id\":12345678901234567890123}",
+	"[1,2,3]",
+	"{\"a\":{\"b\":[]}}",
+	"\"\\ud800\"",
+	"{\"cmd\":\"inject\",\"class\":\"ce\",\"gpa\":1e400}",
+};
+
+static size_t mutate(char *out, size_t cap)
+{
+	const char *t = templates[rnd() % (sizeof(templates) / sizeof(templates[0]))];
+	size_t n = strlen(t), k;
+
+	memcpy(out, t, n);
+	switch (rnd() % 8) {
+	case 0: /* flip bytes */
+		for (k = rnd() % 4 + 1; k; k--)
+			out[rnd() % n] ^= (char)(1u << (rnd() % 8));
+		break;
+	case 1: /* truncate */
+		n = rnd() % n;
+		break;
+	case 2: /* random bytes (no newline) */
+		n = rnd() % 200;
+		for (size_t i = 0; i < n; i++) {
+			out[i] = (char)(rnd() & 0xff);
+			if (out[i] == '\n')
+				out[i] = '{';
+		}
+		break;
+	case 3: /* an over-long line */
+		n = 8192 + rnd() % 9000;
+		if (n > cap)
+			n = cap;
+		memset(out, (rnd() & 1) ? '{' : 'a', n);
+		break;
+	case 4: /* deep nesting */
+		n = rnd() % 3000 + 1;
+		memset(out, '[', n);
+		break;
+	case 5: /* insert a NUL or control byte */
+		out[rnd() % n] = (char)(rnd() % 32 == 10 ? 0 : rnd() % 32);
+		if (memchr(out, '\n', n))
+			*(char *)memchr(out, '\n', n) = ' ';
+		break;
+	case 6: /* splice two templates */
+		k = strlen(templates[0]);
+		memcpy(out + n / 2, templates[0], k);
+		n = n / 2 + k;
+		break;
+	default: /* huge number strings */
+		n = (size_t)snprintf(out, cap,
+				     "{\"cmd\":\"events\",\"after\":\"%0*d\",\"max\":%" PRIu64 "}",
+				     (int)(rnd() % 5000), 7, rnd());
+		break;
+	}
+	return n;
+}
+
+static int scenario_fuzz(double seconds)
+{
+	char path[320];
+	const char *args[] = {"--cpus", "2", "--image", path, NULL};
+	enum { NCONN = 4 };
+	static char buf[20000];
+	int fds[NCONN], check;
+	uint64_t sent = 0, lines = 0;
+	double end, next_check;
+	char *r;
+
+	/* A guest that only halts: the fuzzing load is the VMM's, not the guest's. */
+	snprintf(path, sizeof(path), "%s/halt.bin", dir);
+	write_image(path, "flat: ready\n", true);
+	start_vm(args);
+	wait_console("flat: ready", NULL, 1, BOOT_TIMEOUT, NULL, 0);
+	unlink(path);
+	for (int i = 0; i < NCONN; i++)
+		fds[i] = ctl_connect();
+	check = ctl_connect();
+	end = now_s() + seconds;
+	next_check = now_s() + 1;
+	while (now_s() < end) {
+		for (int i = 0; i < NCONN; i++) {
+			size_t n = mutate(buf, sizeof(buf) - 1);
+			char drain[65536];
+
+			buf[n++] = '\n';
+			if (send_all(fds[i], buf, n))
+				fail("the VMM closed fuzz connection %d after %" PRIu64 " lines", i,
+				     sent);
+			sent++;
+			/* Read whatever responses arrived (non-blocking). */
+			for (;;) {
+				ssize_t k = recv(fds[i], drain, sizeof(drain), MSG_DONTWAIT);
+
+				if (k <= 0)
+					break;
+				for (ssize_t j = 0; j < k; j++)
+					lines += drain[j] == '\n';
+			}
+		}
+		usleep(2500); /* about 400 lines per second per connection */
+		if (vm_exited())
+			fail("vmce-vm died under fuzzing (status %d) after %" PRIu64 " lines",
+			     vm_status, sent);
+		if (now_s() > next_check) {
+			r = ctl(check, "{\"cmd\":\"status\"}");
+			expect(r, "\"ok\":true", "status during fuzzing");
+			expect(r, "\"state\":\"running\"", "status during fuzzing");
+			free(r);
+			next_check = now_s() + 1;
+		}
+	}
+	r = ctl(check, "{\"cmd\":\"status\"}");
+	expect(r, "\"ok\":true", "status after fuzzing");
+	free(r);
+	printf("fuzz: %" PRIu64 " lines sent in %.0f s, %" PRIu64 " response lines read\n", sent,
+	       seconds, lines);
+	if (lines == 0)
+		fail("no response to any fuzz line");
+	for (int i = 0; i < NCONN; i++)
+		close(fds[i]);
+	quit_vm(check);
+	close(check);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *sc;
+	int fd, ret;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: vmce-e2e VMCE_VM SCENARIO [SECONDS]\n");
+		return 2;
+	}
+	vmm_path = argv[1];
+	sc = argv[2];
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		printf("SKIP: /dev/kvm is not usable (%s): the e2e tests need KVM\n",
+		       strerror(errno));
+		return 77;
+	}
+	close(fd);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(dir, sizeof(dir), "/tmp/vmce-e2e-%s-XXXXXX", sc);
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(sock_path, sizeof(sock_path), "%s/ctl", dir);
+	snprintf(console_path, sizeof(console_path), "%s/console", dir);
+	snprintf(stderr_path, sizeof(stderr_path), "%s/stderr", dir);
+	snprintf(events_path, sizeof(events_path), "%s/events", dir);
+
+	if (!strcmp(sc, "srao"))
+		ret = scenario_srao();
+	else if (!strcmp(sc, "srar"))
+		ret = scenario_srar();
+	else if (!strcmp(sc, "ce"))
+		ret = scenario_ce();
+	else if (!strcmp(sc, "outside"))
+		ret = scenario_outside();
+	else if (!strcmp(sc, "nested"))
+		ret = scenario_nested();
+	else if (!strcmp(sc, "nobroadcast"))
+		ret = scenario_nobroadcast();
+	else if (!strcmp(sc, "image"))
+		ret = scenario_image();
+	else if (!strcmp(sc, "fuzz")) {
+		const char *env = getenv("VMCE_E2E_FUZZ_SECONDS");
+		double s = argc > 3 ? atof(argv[3]) : 5;
+
+		if (env && atof(env) > 0)
+			s = atof(env);
+		ret = scenario_fuzz(s);
+	} else {
+		fprintf(stderr, "unknown scenario %s\n", sc);
+		ret = 2;
+	}
+	if (ret == 0)
+		printf("PASS: %s\n", sc);
+	cleanup();
+	return ret;
+}
