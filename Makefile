@@ -60,9 +60,9 @@ test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 test: test-normal test-asan test-tsan
 	@echo "vmce: all test suites passed (normal, ASan+UBSan and TSan builds)"
 
-demo: deps
-	@echo "vmce demo: not built yet. It will boot a 2-vCPU guest in the reference VMM and show"
-	@echo "SRAO, SRAR, CE, out-of-guest and nested-#MC handling with the event log."
+# Boots the built-in test guest in vmce-vm and walks through the error scenarios.
+demo: build
+	BUILD=$(BUILD) bash scripts/demo.sh
 
 install: build
 	cmake --install $(BUILD)
