@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vmcectl: the vmce command-line tool.  Offline subcommands (synth, decode, profile) use the
+ * library directly; online ones (inject, status, events, quit) talk to a running vmce-vm over
+ * its control socket.
+ */
+#include <string.h>
+
+#include <vmce/vmce.h>
+
+#include "vmcectl.h"
+
+struct subcommand {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+	{"synth", cmd_synth, "print the delivery plan for a host error (no VM needed)"},
+	{"decode", cmd_decode, "decode an MCi_STATUS (and MCG_STATUS) value"},
+	{"profile", cmd_profile, "parse, print or validate a profile text"},
+	{"inject", cmd_inject, "inject a host error into a running vmce-vm"},
+	{"status", cmd_status, "show a running vmce-vm's MCA state and counters"},
+	{"events", cmd_events, "show (or follow) a running vmce-vm's event log"},
+	{"quit", cmd_quit, "stop a running vmce-vm"},
+};
+
+static void usage(FILE *f)
+{
+	fputs("Usage: vmcectl [--help | --version] COMMAND [ARGS...]\n"
+	      "\n"
+	      "The vmce command-line tool.\n"
+	      "\n"
+	      "Commands that need no VM:\n",
+	      f);
+	for (size_t i = 0; i < 3; i++)
+		fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
+	fputs("\nCommands for a running 'vmce-vm --control SOCKET' (--socket PATH or "
+	      "$VMCE_SOCKET):\n",
+	      f);
+	for (size_t i = 3; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
+	fputs("\n'vmcectl COMMAND --help' describes a command.  Exit status: 0 success, 1 "
+	      "failure,\n"
+	      "2 usage error.  See vmcectl(1).\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("vmcectl (vmce) %d.%d\n", VMCE_VERSION_MAJOR, VMCE_VERSION_MINOR);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+		if (strcmp(argv[1], subcommands[i].name))
+			continue;
+		vmcectl_cmd = subcommands[i].name;
+		return subcommands[i].fn(argc - 1, argv + 1);
+	}
+	if (argv[1][0] == '-')
+		return usage_error("unknown option '%.64s' (a command comes first)", argv[1]);
+	return usage_error("unknown command '%.64s' (expected synth, decode, profile, inject, "
+			   "status, events or quit)",
+			   argv[1]);
+}
