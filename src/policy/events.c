@@ -22,7 +22,8 @@ void vmce__events_fini(struct vmce_event_log *l)
 	pthread_mutex_destroy(&l->lock);
 }
 
-static void count(struct vmce_counters *c, enum vmce_event_kind kind, enum vmce_class cls)
+static void count(struct vmce_counters *c, enum vmce_event_kind kind, enum vmce_class cls,
+		  bool decision)
 {
 	switch (kind) {
 	case VMCE_EVENT_FORWARDED:
@@ -46,16 +47,17 @@ static void count(struct vmce_counters *c, enum vmce_event_kind kind, enum vmce_
 	default:
 		break;
 	}
-	/* Errors are counted by class once, when the policy decides about them. */
-	if ((kind == VMCE_EVENT_FORWARDED || kind == VMCE_EVENT_DROPPED ||
+	/* Errors are counted by class once, when the policy decides about them (a FATAL event
+	 * from a vCPU's delivery is about an error already counted when it was forwarded). */
+	if ((decision || kind == VMCE_EVENT_FORWARDED || kind == VMCE_EVENT_DROPPED ||
 	     kind == VMCE_EVENT_REFUSED) &&
 	    (unsigned)cls < VMCE_ARRAY_SIZE(c->by_class))
 		c->by_class[cls]++;
 }
 
-uint64_t vmce__log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
-			 int vcpu, bool has_gpa, uint64_t gpa, const struct vmce_vcpu_record *rec,
-			 const char *reason)
+static uint64_t log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
+			  int vcpu, bool has_gpa, uint64_t gpa, const struct vmce_vcpu_record *rec,
+			  const char *reason, bool decision)
 {
 	struct vmce_event_log *l = &vm->pol->log;
 	struct vmce_event *ev;
@@ -79,11 +81,25 @@ uint64_t vmce__log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmc
 	else
 		ev->record.bank = -1;
 	snprintf(ev->reason, sizeof(ev->reason), "%s", reason ? reason : "");
-	count(&l->counters, kind, cls);
+	count(&l->counters, kind, cls, decision);
 	if (l->fn)
 		l->fn(ev, l->opaque);
 	pthread_mutex_unlock(&l->lock);
 	return seq;
+}
+
+uint64_t vmce__log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
+			 int vcpu, bool has_gpa, uint64_t gpa, const struct vmce_vcpu_record *rec,
+			 const char *reason)
+{
+	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, false);
+}
+
+uint64_t vmce__log_decision(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
+			    int vcpu, bool has_gpa, uint64_t gpa,
+			    const struct vmce_vcpu_record *rec, const char *reason)
+{
+	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, true);
 }
 
 void vmce_set_event_callback(struct vmce_vm *vm, vmce_event_fn fn, void *opaque)
@@ -102,9 +118,13 @@ size_t vmce_events_read(struct vmce_vm *vm, uint64_t after, struct vmce_event *o
 	uint64_t first, seq;
 	size_t n = 0;
 
+	if (!out || max == 0)
+		return 0;
 	pthread_mutex_lock(&l->lock);
 	first = l->last_seq > VMCE_EVENT_LOG_LEN ? l->last_seq - VMCE_EVENT_LOG_LEN + 1 : 1;
-	if (after + 1 > first)
+	if (after >= l->last_seq)
+		first = l->last_seq + 1; /* nothing newer (also keeps after + 1 from wrapping) */
+	else if (after + 1 > first)
 		first = after + 1;
 	for (seq = first; seq <= l->last_seq && n < max; seq++)
 		out[n++] = l->ring[seq % VMCE_EVENT_LOG_LEN];
@@ -183,7 +203,8 @@ static int json_str(char *buf, size_t len, const char *s)
 
 int vmce_event_format_json(const struct vmce_event *ev, char *buf, size_t len)
 {
-	char reason[400], rec[256] = "", gpa[32] = "null";
+	/* A reason is at most 159 bytes; escaped, at most 6 bytes each, plus quotes. */
+	char reason[sizeof(ev->reason) * 6 + 3], rec[256] = "", gpa[32] = "null";
 	const struct vmce_vcpu_record *r = &ev->record;
 	int n;
 

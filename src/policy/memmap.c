@@ -50,7 +50,8 @@ static bool overlaps(const struct vmce_mem_range *a, size_t n, enum vmce_addr_ki
 {
 	long i = find_le(a, n, kind, start + size - 1);
 
-	return i >= 0 && key_of(&a[i], kind) + a[i].size > start;
+	/* Compare last bytes: a range may end at the top of the address space. */
+	return i >= 0 && key_of(&a[i], kind) + (a[i].size - 1) >= start;
 }
 
 static void insert_sorted(struct vmce_mem_range *a, size_t n, enum vmce_addr_kind kind,

@@ -2,7 +2,9 @@
 /*
  * The poisoned-page set: guest frames that took a forwarded memory error.  An open-addressing
  * hash set that grows by doubling up to the VM's bound (max_poisoned_pages); past it, adding
- * fails with -ENOSPC.  Memory: at most 16 bytes per page of the bound (load factor <= 1/2).
+ * fails with -ENOSPC.  Memory: the table has at most the power of two at or above twice the
+ * bound in 8-byte slots (load factor <= 1/2): 16 bytes per page of the bound when the bound is
+ * a power of two, under 32 bytes otherwise (65536 pages: 1 MiB).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -47,6 +47,14 @@ struct vmce_policy_state {
 	struct vmce_event_log log;
 };
 
+/*
+ * vmce__log_event() for a policy decision (forwarded, dropped, fatal, refused): the error is
+ * also counted in by_class, fatal verdicts included.
+ */
+uint64_t vmce__log_decision(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
+			    int vcpu, bool has_gpa, uint64_t gpa,
+			    const struct vmce_vcpu_record *rec, const char *reason);
+
 int vmce__poison_init(struct vmce_poison_set *s, size_t max, struct vmce_err *err);
 void vmce__poison_fini(struct vmce_poison_set *s);
 int vmce__memmap_init(struct vmce_memmap *m);

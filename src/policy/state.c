@@ -19,7 +19,11 @@ int vmce__policy_init(struct vmce_vm *vm, struct vmce_err *err)
 		free(s);
 		return rc;
 	}
-	vmce__memmap_init(&s->memmap);
+	if (vmce__memmap_init(&s->memmap)) {
+		vmce__poison_fini(&s->poison);
+		free(s);
+		return vmce__fail(err, -ENOMEM, "cannot initialise the memory map's lock");
+	}
 	vmce__events_init(&s->log);
 	vm->pol = s;
 	return 0;
