@@ -267,6 +267,8 @@ static int do_io(struct tinyvm *t)
 		push_out(t->res, &t->nres, v);
 		return 1;
 	case P_MARK:
+		if (t->nmark < TV_MAX_OUT)
+			t->mark_nres[t->nmark] = t->nres;
 		push_out(t->mark, &t->nmark, v);
 		return 1;
 	case P_MCREP:

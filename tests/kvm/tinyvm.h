@@ -77,6 +77,7 @@ struct tinyvm {
 	uint32_t res[TV_MAX_OUT];
 	unsigned nres;
 	uint32_t mark[TV_MAX_OUT];
+	unsigned mark_nres[TV_MAX_OUT]; /* how many results had arrived at each marker */
 	unsigned nmark;
 	uint32_t mcrep[TV_MAX_OUT];
 	unsigned nmcrep;

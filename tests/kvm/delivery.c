@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kvm_delivery: #MC delivery end to end through the KVM backend (the guest's handler runs,
+ * reads MCG_STATUS and bank 1 through MSR exits, clears them and IRETQs), injection from
+ * another thread while the vCPU is in KVM_RUN, a queued #MC that survives a KVM_SET_REGS,
+ * RFLAGS.IF=0, the shutdown cases, the merged MSR filter, the CPUID helper and hybrid-mode
+ * state sync.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+
+#include "kvmtest.h"
+
+#define PROFILE "intel,banks=2,ser,tes,cmci"
+#define SRAO	0xbd0000000000017aull
+#define SRAR	0xbd80000000000134ull
+
+static void start(struct kt *t, enum kt_mode m)
+{
+	assert_int_equal(kt_start(t, m, PROFILE), 0);
+}
+
+/* The last #MC report: mcg, status, addr, misc, rflags. */
+static void last_report(struct kt *t, uint64_t r[5])
+{
+	const uint32_t *p;
+
+	assert_true(t->tv.nmcrep >= 9);
+	p = &t->tv.mcrep[t->tv.nmcrep - 9];
+	for (int i = 0; i < 4; i++)
+		r[i] = ((uint64_t)p[2 * i + 1] << 32) | p[2 * i];
+	r[4] = p[8];
+}
+
+static void test_mc_end_to_end(void **state)
+{
+	uint64_t r[5], v;
+	struct vmce_vcpu_state st;
+	char out[256];
+	struct kt t;
+
+	(void)state;
+	for (int m = KT_USER; m <= KT_HYBRID; m++) {
+		start(&t, (enum kt_mode)m);
+		kt_inject_step(&t, 1, SRAR, 0x5000, 0x8c, 7, out, sizeof(out));
+		assert_non_null(strstr(out, "#MC mcg=0x7 st=0xbd80000000000134 addr=0x5000"));
+		/* marker order: entered, left */
+		assert_int_equal(t.tv.mark[0], TV_MARK_MC_IN);
+		assert_int_equal(t.tv.mark[1], TV_MARK_MC_OUT);
+		last_report(&t, r);
+		assert_int_equal(r[0], 7);
+		assert_int_equal(r[1], SRAR);
+		assert_int_equal(r[3], 0x8c);
+		/* the handler cleared MC1_STATUS and MCG_STATUS through MSR exits (or KVM) */
+		assert_int_equal(vmce_kvm_sync_from_kernel(t.kv, NULL), 0);
+		vmce_vcpu_get_state(vmce_vm_vcpu(t.vm, 0), &st);
+		assert_int_equal(st.bank[1].status, 0);
+		assert_int_equal(st.mcg_status, 0);
+		kt_rdmsr(&t, 0x17a, out, sizeof(out));
+		assert_string_equal(out, "0x0");
+		v = vmce_events_last_seq(t.vm);
+		assert_true(v >= 1);
+		kt_stop(&t);
+	}
+}
+
+struct xthread {
+	struct kt t;
+	_Atomic int ready;
+	enum tv_stop stop;
+	enum kt_mode mode;
+	bool policy; /* inject through vmce_kvm_inject (the policy) rather than the queue */
+};
+
+static void *vcpu_thread(void *arg)
+{
+	struct xthread *x = arg;
+
+	if (kt_start(&x->t, x->mode, PROFILE)) {
+		x->ready = -1;
+		return NULL;
+	}
+	tv_cmd(&x->t.tv, TV_STI, 0, 0, 0, 0);
+	tv_cmd(&x->t.tv, TV_SPIN, 1, 200000, 0, 0); /* about 0.5 s of emulated guest time */
+	x->ready = 1;
+	x->stop = kt_run(&x->t);
+	return NULL;
+}
+
+static void cross_thread(enum kt_mode mode, bool policy)
+{
+	struct xthread *x = calloc(1, sizeof(*x));
+	pthread_t th;
+	uint64_t r[5];
+
+	assert_non_null(x);
+	x->mode = mode;
+	x->policy = policy;
+	assert_int_equal(pthread_create(&th, NULL, vcpu_thread, x), 0);
+	while (!x->ready)
+		usleep(1000);
+	assert_int_equal(x->ready, 1);
+	usleep(50000); /* the vCPU is inside KVM_RUN, spinning */
+	if (policy) {
+		struct vmce_host_error e;
+		struct vmce_plan plan;
+		struct vmce_err err;
+
+		vmce_host_error_init(&e);
+		e.origin = VMCE_ORIGIN_INJECT;
+		e.cls = VMCE_CLASS_SRAO;
+		e.addr_kind = VMCE_ADDR_GPA;
+		e.addr = 0x234000;
+		e.vcpu = 0;
+		assert_int_equal(vmce_kvm_inject(x->t.k, &e, &plan, &err), 0);
+		assert_int_equal(plan.verdict, VMCE_VERDICT_FORWARD);
+	} else {
+		assert_int_equal(kt_inject(&x->t, 1, SRAO, 0x234000, 0x8c, 5), 0);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(x->stop, TV_STOP_IDLE);
+	/* The kick ended a KVM_RUN and the #MC arrived while the spin was still going: the
+	 * marker came before the spin's result. */
+	assert_true(x->t.tv.intr >= 1);
+	assert_true(x->t.tv.nmark >= 2);
+	assert_int_equal(x->t.tv.mark[0], TV_MARK_MC_IN);
+	assert_int_equal(x->t.tv.mark_nres[0], 0);
+	assert_int_equal(x->t.tv.nres, 1);
+	last_report(&x->t, r);
+	assert_int_equal(r[1] & ~0xffffull, SRAO & ~0xffffull);
+	assert_int_equal(r[2], 0x234000);
+	assert_int_equal(r[4] & (1 << 9), 1 << 9);
+	kt_stop(&x->t);
+	free(x);
+}
+
+static void test_cross_thread_user(void **state)
+{
+	(void)state;
+	cross_thread(KT_USER, false);
+}
+
+static void test_cross_thread_hybrid(void **state)
+{
+	(void)state;
+	cross_thread(KT_HYBRID, false);
+}
+
+static void test_cross_thread_policy(void **state)
+{
+	(void)state;
+	cross_thread(KT_USER, true);
+}
+
+/* The VMM writes registers between the exit and the next entry: the #MC is still delivered,
+ * because the backend injects it in vmce_kvm_pre_run(), after those writes. */
+static void test_survives_set_regs(void **state)
+{
+	struct kvm_regs regs;
+	struct kt t;
+	uint64_t r[5];
+
+	(void)state;
+	start(&t, KT_USER);
+	tv_cmd(&t.tv, TV_HLT, 0, 0, 0, 0);
+	assert_int_equal(kt_run(&t), TV_STOP_HLT);
+	assert_int_equal(kt_inject(&t, 1, SRAO, 0x7000, 0x8c, 5), 0);
+	assert_int_equal(tv_get_regs(&t.tv, &regs), 0);
+	regs.rbx = 0x1234;
+	assert_int_equal(tv_set_regs(&t.tv, &regs), 0);
+	tv_cmd(&t.tv, TV_RFLAGS, 0, 0, 0, 0);
+	assert_int_equal(kt_run(&t), TV_STOP_IDLE);
+	assert_int_equal(t.tv.nmark, 2);
+	last_report(&t, r);
+	assert_int_equal(r[2], 0x7000);
+	kt_stop(&t);
+}
+
+static void test_if0(void **state)
+{
+	char out[256];
+	struct kt t;
+
+	(void)state;
+	start(&t, KT_USER);
+	tv_cmd(&t.tv, TV_CLI, 0, 0, 0, 0);
+	kt_inject_step(&t, 1, SRAO, 0x9000, 0x8c, 5, out, sizeof(out));
+	assert_non_null(strstr(out, "#MC mcg=0x5"));
+	assert_non_null(strstr(out, "if=0"));
+	kt_stop(&t);
+}
+
+static void shutdown_case(bool cr4_clear)
+{
+	struct vmce_event ev[16];
+	size_t n;
+	char out[256];
+	struct kt t;
+
+	start(&t, KT_USER);
+	if (cr4_clear)
+		tv_cmd(&t.tv, TV_CR4_MCE, 1, 0, 0, 0);
+	else
+		kt_wrmsr(&t, 0x17a, VMCE_MCG_STATUS_MCIP, out, sizeof(out));
+	kt_inject_step(&t, 1, SRAO, 0x9000, 0x8c, 5, out, sizeof(out));
+	assert_string_equal(out, "shutdown");
+	assert_true(t.shutdown);
+	assert_non_null(strstr(t.reason, cr4_clear ? "CR4.MCE" : "MCIP"));
+	n = vmce_events_read(t.vm, 0, ev, 16);
+	assert_true(n >= 1);
+	assert_int_equal(ev[n - 1].kind, VMCE_EVENT_FATAL);
+	printf("shutdown reason: %s\n", t.reason);
+	kt_stop(&t);
+}
+
+static void test_shutdown_cr4(void **state)
+{
+	(void)state;
+	shutdown_case(true);
+}
+
+static void test_shutdown_mcip(void **state)
+{
+	(void)state;
+	shutdown_case(false);
+}
+
+/* The VMM's own filter is merged: an MSR it denies inside the backend's range (0x1a0) and one
+ * outside (0x10) still exit to it, as "not ours"; the MCA MSRs still go to vmce. */
+static int vmm_exit(struct tinyvm *tv, void *opaque)
+{
+	struct kt *t = opaque;
+
+	if (vmce_kvm_handle_exit(t->kv) == VMCE_KVM_EXIT_HANDLED)
+		return 1;
+	if (tv->run->exit_reason == KVM_EXIT_X86_RDMSR &&
+	    (tv->run->msr.index == 0x1a0 || tv->run->msr.index == 0x10)) {
+		tv->run->msr.data = 0x4200 + tv->run->msr.index;
+		tv->run->msr.error = 0;
+		return 1;
+	}
+	return 0;
+}
+
+static void test_filter_merge(void **state)
+{
+	static uint8_t deny[1] = {0};
+	struct kvm_msr_filter_range ranges[2];
+	struct vmce_err err;
+	char out[64];
+	struct kt t;
+
+	(void)state;
+	start(&t, KT_USER);
+	memset(ranges, 0, sizeof(ranges));
+	ranges[0].flags = KVM_MSR_FILTER_READ;
+	ranges[0].base = 0x1a0;
+	ranges[0].nmsrs = 1;
+	ranges[0].bitmap = deny;
+	ranges[1].flags = KVM_MSR_FILTER_READ;
+	ranges[1].base = 0x10;
+	ranges[1].nmsrs = 1;
+	ranges[1].bitmap = deny;
+	assert_int_equal(
+		vmce_kvm_set_vmm_filter(t.k, KVM_MSR_FILTER_DEFAULT_ALLOW, ranges, 2, &err), 0);
+	t.hooks.on_exit = vmm_exit;
+	kt_rdmsr(&t, 0x1a0, out, sizeof(out));
+	assert_string_equal(out, "0x43a0");
+	kt_rdmsr(&t, 0x10, out, sizeof(out));
+	assert_string_equal(out, "0x4210");
+	kt_rdmsr(&t, 0x179, out, sizeof(out));
+	assert_string_equal(out, "0x1000c02");
+	/* A bad VMM range is refused with a message naming it. */
+	ranges[0].flags = 0;
+	assert_int_equal(vmce_kvm_set_vmm_filter(t.k, 0, ranges, 1, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "range 0"));
+	kt_stop(&t);
+}
+
+static void cpuid_entry(struct kvm_cpuid_entry2 *e, uint32_t fn, const char *vendor)
+{
+	memset(e, 0, sizeof(*e));
+	e->function = fn;
+	if (vendor) {
+		memcpy(&e->ebx, vendor, 4);
+		memcpy(&e->edx, vendor + 4, 4);
+		memcpy(&e->ecx, vendor + 8, 4);
+	}
+}
+
+static void test_cpuid(void **state)
+{
+	struct {
+		struct kvm_cpuid2 c;
+		struct kvm_cpuid_entry2 e[3];
+	} t;
+	struct vmce_profile p;
+	struct vmce_err err;
+
+	(void)state;
+	memset(&t, 0, sizeof(t));
+	t.c.nent = 3;
+	cpuid_entry(&t.e[0], 0, "AuthenticAMD");
+	cpuid_entry(&t.e[1], 1, NULL);
+	cpuid_entry(&t.e[2], 0x80000007, NULL);
+	t.e[2].ebx = 1u << 3; /* ScalableMca: must be cleared */
+	assert_int_equal(vmce_profile_parse("intel,banks=2,ser", &p, NULL), 0);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "Intel"));
+	assert_non_null(strstr(err.msg, "AuthenticAMD"));
+	assert_int_equal(vmce_profile_parse("amd,banks=2,succor", &p, NULL), 0);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), 0);
+	assert_int_equal(t.e[1].edx & ((1u << 7) | (1u << 14)), (1u << 7) | (1u << 14));
+	assert_int_equal(t.e[2].ebx, 1u << 1);
+	assert_int_equal(vmce_profile_parse("amd,banks=2", &p, NULL), 0);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), 0);
+	assert_int_equal(t.e[2].ebx, 0);
+	cpuid_entry(&t.e[0], 0, "GenuineIntel");
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "AMD"));
+	assert_non_null(strstr(err.msg, "GenuineIntel"));
+	t.c.nent = 1;
+	assert_int_equal(vmce_profile_parse("intel", &p, NULL), 0);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), -ENOENT);
+}
+
+/* Hybrid: KVM holds the hot registers; sync makes save/restore see and set them. */
+static void test_hybrid_sync(void **state)
+{
+	struct vmce_vcpu_state st;
+	char out[64];
+	struct kt t;
+
+	(void)state;
+	start(&t, KT_HYBRID);
+	assert_int_equal(vmce_kvm_kernel_mcg_cap(t.k) & 0xff, 2);
+	kt_wrmsr(&t, 0x406, 0xabc000, out, sizeof(out)); /* served by KVM */
+	assert_string_equal(out, "ok");
+	vmce_vcpu_get_state(vmce_vm_vcpu(t.vm, 0), &st);
+	assert_int_equal(st.bank[1].addr, 0); /* the model does not see it yet */
+	assert_int_equal(vmce_kvm_sync_from_kernel(t.kv, NULL), 0);
+	vmce_vcpu_get_state(vmce_vm_vcpu(t.vm, 0), &st);
+	assert_int_equal(st.bank[1].addr, 0xabc000);
+	/* restore: the model's state is pushed into KVM and the guest reads it */
+	st.bank[1].misc = 0x8c;
+	st.bank[1].status = SRAO;
+	assert_int_equal(vmce_vcpu_set_state(vmce_vm_vcpu(t.vm, 0), &st, NULL), 0);
+	assert_int_equal(vmce_kvm_sync_to_kernel(t.kv, NULL), 0);
+	kt_rdmsr(&t, 0x405, out, sizeof(out));
+	assert_string_equal(out, "0xbd0000000000017a");
+	kt_rdmsr(&t, 0x407, out, sizeof(out));
+	assert_string_equal(out, "0x8c");
+	kt_stop(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mc_end_to_end),
+		cmocka_unit_test(test_cross_thread_user),
+		cmocka_unit_test(test_cross_thread_hybrid),
+		cmocka_unit_test(test_cross_thread_policy),
+		cmocka_unit_test(test_survives_set_regs),
+		cmocka_unit_test(test_if0),
+		cmocka_unit_test(test_shutdown_cr4),
+		cmocka_unit_test(test_shutdown_mcip),
+		cmocka_unit_test(test_filter_merge),
+		cmocka_unit_test(test_cpuid),
+		cmocka_unit_test(test_hybrid_sync),
+	};
+
+	if (!tv_kvm_available())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
