@@ -128,7 +128,8 @@ echo "    -> nothing reached the guest; guest alive"
 say "5. A second #MC while the first is being handled: two SRAO records queued at once"
 echo "    (the second is applied when the guest's #MC handler exits on its first MSR read,"
 echo "     with MCG_STATUS.MCIP still set: architecturally a shutdown)"
-inject '{"cmd":"inject","text":"CPU 0 BANK 1\nSTATUS SRAO\nADDR 0x2800000\n\nCPU 0 BANK 1\nSTATUS SRAO\nADDR 0x2801000\n"}'
+rec='STATUS UNCORRECTED SRAO 0x17a\nMCGSTATUS RIPV MCIP\nMISC 0x8c\n'
+inject "{\"cmd\":\"inject\",\"text\":\"CPU 0 BANK 1\n${rec}ADDR 0x2800000\nCPU 0 BANK 1\n${rec}ADDR 0x2801000\n\"}"
 set +e
 wait "$VMPID"
 status=$?

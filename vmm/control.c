@@ -236,10 +236,8 @@ static void inject_one(struct control *c, const struct vmce_host_error *he, stru
 	r = vmce_inject(vm->vmce, &plan, &err);
 	if (r == 0) {
 		vmce_kvm_kick_pending(vm->kvm);
-		queued = plan.verdict == VMCE_VERDICT_FORWARD ||
-			 (plan.verdict == VMCE_VERDICT_FATAL);
-		for (unsigned i = 0; i < vm->nr_vcpus && !queued; i++)
-			queued = vmce_vcpu_pending(vmce_vm_vcpu(vm->vmce, i));
+		/* FORWARD queues records; FATAL queues a shutdown unless the policy only logs. */
+		queued = plan.verdict != VMCE_VERDICT_DROP;
 		verdict = vmce_verdict_name(plan.verdict);
 	} else {
 		verdict = "refused";
@@ -586,8 +584,8 @@ static void handle_line(struct control *c, struct conn *cn, char *line, size_t l
 		return;
 	}
 	r.id = json_get(&r.obj, "id");
-	if (r.id && !(r.id->type == JSON_NUMBER ||
-		      (r.id->type == JSON_STRING && r.id->len <= 64 && !memchr(r.id->str, 0, 1)))) {
+	if (r.id &&
+	    !(r.id->type == JSON_NUMBER || (r.id->type == JSON_STRING && r.id->len <= 64))) {
 		r.id = NULL;
 		respond_error(s, NULL,
 			      "field \"id\" must be a number or a string of at most 64 bytes");

@@ -492,8 +492,17 @@ static int scenario_nested(void)
 	fd = ctl_connect();
 	/* Two SRAO records queued at once on vCPU 0: the second is applied while the guest's
 	 * handler runs (MCIP set) and shuts the guest down. */
-	r = ctl(fd, "{\"cmd\":\"inject\",\"text\":\"CPU 0 BANK 1\\nSTATUS SRAO\\nADDR 0x2000000\\n"
-		    "\\nCPU 0 BANK 1\\nSTATUS SRAO\\nADDR 0x2001000\\n\"}");
+	r = ctl(fd, "{\"cmd\":\"inject\",\"text\":\""
+		    "CPU 0 BANK 1\\nSTATUS UNCORRECTED SRAO 0x17a\\nMCGSTATUS RIPV MCIP\\n"
+		    "ADDR 0x2800000\\nMISC 0x8c\\n"
+		    "CPU 0 BANK 1\\nSTATUS UNCORRECTED SRAO 0x17a\\nMCGSTATUS RIPV MCIP\\n"
+		    "ADDR 0x2801000\\nMISC 0x8c\\n\"}");
+	{
+		const char *p1 = strstr(r, "\"verdict\":\"forward\"");
+
+		if (!p1 || !strstr(p1 + 1, "\"verdict\":\"forward\""))
+			fail("the two SRAO records were not both forwarded: %s", r);
+	}
 	expect(r, "\"ok\":true", "nested");
 	free(r);
 	if (wait_exit(STEP_TIMEOUT) != 4)
