@@ -1,0 +1,82 @@
+#!/bin/sh
+# /init of the test initramfs (busybox).  It mounts the kernel file systems, streams the
+# kernel's machine-check messages, says it is ready, then runs the commands the host sends on
+# the serial console, one a line:
+#   ping N      answer "VMCE-GUEST PONG N" (the host's proof that the guest is alive)
+#   victim      start a process that owns a page and keeps loading from it (vmce-probe victim)
+#   freepage    print the guest-physical address of a free page
+#   victim?     say whether the victim still runs
+#   mcepoll N   make Linux poll the machine-check banks every second, wait for a poll, and
+#               say "VMCE-GUEST MCEPOLL-DONE N"
+#   banks       print the MCE bank control values Linux set (from sysfs)
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+
+# The console shows the kernel's messages of level err and above ("quiet"); machine-check
+# lines of any level come through this stream too.
+(
+	while read -r line; do
+		case "$line" in
+		*mce* | *MCE* | *[Mm]achine[\ ]check* | *Memory\ failure* | *Hardware\ Error* | \
+			*[Hh][Ww][Pp]oison*)
+			echo "VMCE-KMSG $line"
+			;;
+		esac
+	done </proc/kmsg
+) &
+
+victim=
+cpus=$(grep -c '^processor' /proc/cpuinfo)
+vendor=$(sed -n 's/^vendor_id[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+echo "VMCE-GUEST READY cpus=$cpus vendor=$vendor family=$family kernel=$(uname -r)"
+
+while read -r cmd arg; do
+	case "$cmd" in
+	ping)
+		echo "VMCE-GUEST PONG $arg"
+		;;
+	victim)
+		(
+			/bin/vmce-probe victim
+			echo "VMCE-GUEST VICTIM-EXIT status=$?"
+		) &
+		victim=$!
+		;;
+	'victim?')
+		if [ -n "$victim" ] && kill -0 "$victim" 2>/dev/null; then
+			echo "VMCE-GUEST VICTIM-RUNNING"
+		else
+			echo "VMCE-GUEST VICTIM-GONE"
+		fi
+		;;
+	freepage)
+		/bin/vmce-probe freepage
+		;;
+	mcepoll)
+		# Poll the banks every second from now on.  Changing the interval restarts the
+		# MCE timers, whose first poll covers every bank of every CPU (logged on Intel;
+		# AMD before family 0x11 clears such leftovers without logging them).  Then wait
+		# for the timer's next poll.
+		f=/sys/devices/system/machinecheck/machinecheck0/check_interval
+		[ "$(cat $f)" = 1 ] || echo 1 >$f
+		sleep 2
+		echo "VMCE-GUEST MCEPOLL-DONE $arg"
+		;;
+	banks)
+		for b in /sys/devices/system/machinecheck/machinecheck0/bank*; do
+			# Linux refuses to show a bank it disabled (ENODEV).
+			v=$(cat "$b" 2>/dev/null) || v=disabled
+			echo "VMCE-GUEST BANK ${b##*/}=$v"
+		done
+		;;
+	'') ;;
+	*)
+		echo "VMCE-GUEST UNKNOWN $cmd"
+		;;
+	esac
+done </dev/console
+echo "VMCE-GUEST CONSOLE-EOF"
+exec sleep 2147483647
