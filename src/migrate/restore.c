@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Save and restore of a VM's vMCE state, and the compatibility rule between the guest's
+ * profile (which travels) and what a destination can back.
+ *
+ * Restore is all or nothing: the stream is decoded and every value validated into a private
+ * image first; the only step that can fail after that (building the new poisoned-page table)
+ * runs before anything in the VM changes; the rest cannot fail.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate/migrate_internal.h"
+#include "policy/policy_internal.h"
+
+static const struct {
+	uint32_t cap;
+	const char *name;
+} cap_names[] = {
+	{VMCE_CAP_SER, "ser"},	 {VMCE_CAP_TES, "tes"},	      {VMCE_CAP_CMCI, "cmci"},
+	{VMCE_CAP_LMCE, "lmce"}, {VMCE_CAP_SUCCOR, "succor"}, {VMCE_CAP_CTL, "ctl"},
+};
+
+static const char *vendor_name(enum vmce_vendor v)
+{
+	return v == VMCE_VENDOR_AMD ? "amd" : "intel";
+}
+
+int vmce_profile_can_back(const struct vmce_profile *dest, const struct vmce_profile *guest,
+			  struct vmce_err *err)
+{
+	uint32_t missing;
+
+	if (dest->vendor != guest->vendor)
+		return vmce__fail(err, -ENOTSUP,
+				  "profile.vendor: the guest booted with the %s flavour, the "
+				  "destination presents %s (a guest's vendor cannot change)",
+				  vendor_name(guest->vendor), vendor_name(dest->vendor));
+	missing = guest->caps & ~dest->caps;
+	for (size_t i = 0; i < VMCE_ARRAY_SIZE(cap_names); i++)
+		if (missing & cap_names[i].cap)
+			return vmce__fail(err, -ENOTSUP,
+					  "profile.caps: the guest was given '%s', the destination "
+					  "cannot back it (level the pool before boot)",
+					  cap_names[i].name);
+	if (missing)
+		return vmce__fail(err, -ENOTSUP, "profile.caps: unknown capability bits 0x%x",
+				  missing);
+	if (dest->banks < guest->banks)
+		return vmce__fail(
+			err, -ENOTSUP,
+			"profile.banks: the guest booted with %u bank(s), the destination "
+			"backs %u (MCG_CAP cannot change under a running guest)",
+			guest->banks, dest->banks);
+	if (dest->compat_banks < guest->compat_banks)
+		return vmce__fail(err, -ENOTSUP,
+				  "profile.compat_banks: the guest can read banks up to %u, the "
+				  "destination keeps only %u readable",
+				  guest->compat_banks - 1, dest->compat_banks - 1);
+	return 0;
+}
+
+/* ---- snapshot --------------------------------------------------------------------------------- */
+
+size_t vmce__vcpu_queue_snapshot(struct vmce_vcpu *v, struct vmce_queued *out, size_t max)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&v->qlock);
+	n = atomic_load_explicit(&v->qcount, memory_order_relaxed);
+	for (unsigned i = 0; i < n && i < max; i++)
+		out[i] = v->queue[(v->qhead + i) % VMCE_VCPU_QUEUE_LEN];
+	pthread_mutex_unlock(&v->qlock);
+	return n;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vmce_err *err)
+{
+	struct vmce_poison_set *ps = &vm->pol->poison;
+	size_t n = 0, cap = 0;
+
+	memset(img, 0, sizeof(*img));
+	img->profile = vm->profile;
+	img->nr_vcpus = vm->nr_vcpus;
+	img->vcpus = calloc(vm->nr_vcpus, sizeof(*img->vcpus));
+	img->pending = calloc((size_t)vm->nr_vcpus * VMCE_VCPU_QUEUE_LEN, sizeof(*img->pending));
+	if (!img->vcpus || !img->pending)
+		goto nomem;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vmce_vcpu *v = &vm->vcpus[i];
+		struct vmce_queued q[VMCE_VCPU_QUEUE_LEN];
+		size_t nq;
+
+		vmce_vcpu_get_state(v, &img->vcpus[i].st);
+		img->vcpus[i].started = vmce_vcpu_started(v);
+		nq = vmce__vcpu_queue_snapshot(v, q, VMCE_VCPU_QUEUE_LEN);
+		for (size_t k = 0; k < nq; k++) {
+			img->pending[img->nr_pending].vcpu = i;
+			img->pending[img->nr_pending++].q = q[k];
+		}
+	}
+	pthread_mutex_lock(&ps->lock);
+	if (ps->count > VMCE_STREAM_MAX_POISON) {
+		size_t c = ps->count;
+
+		pthread_mutex_unlock(&ps->lock);
+		vmce__mig_image_free(img);
+		return vmce__fail(
+			err, -E2BIG,
+			"the poisoned-page set has %zu pages; a stream carries at most %u", c,
+			VMCE_STREAM_MAX_POISON);
+	}
+	cap = ps->count;
+	img->poison = malloc((cap ? cap : 1) * sizeof(*img->poison));
+	if (img->poison)
+		for (size_t i = 0; i < ps->cap && n < cap; i++)
+			if (ps->slots[i])
+				img->poison[n++] = (ps->slots[i] - 1) << 12;
+	pthread_mutex_unlock(&ps->lock);
+	if (!img->poison)
+		goto nomem;
+	qsort(img->poison, n, sizeof(*img->poison), cmp_u64);
+	img->nr_poison = n;
+	img->source_last_seq = vmce_events_last_seq(vm);
+	return 0;
+nomem:
+	vmce__mig_image_free(img);
+	return vmce__fail(err, -ENOMEM, "out of memory for a state snapshot");
+}
+
+/* ---- save ------------------------------------------------------------------------------------- */
+
+static int save(struct vmce_vm *vm, void *buf, size_t size, void **abuf, size_t *len,
+		struct vmce_err *err)
+{
+	struct vmce_mig_image img;
+	size_t need;
+	int rc;
+
+	if (!vm || !len)
+		return vmce__fail(err, -EINVAL, "vmce_save: vm and len are required");
+	pthread_mutex_lock(&vm->inject_lock);
+	rc = vmce__mig_snapshot(vm, &img, err);
+	if (rc) {
+		pthread_mutex_unlock(&vm->inject_lock);
+		return rc;
+	}
+	need = vmce__stream_size(&img);
+	*len = need;
+	if (abuf) {
+		buf = malloc(need);
+		if (!buf)
+			rc = vmce__fail(err, -ENOMEM, "out of memory for a %zu-byte stream", need);
+	} else if (!buf || size < need) {
+		rc = vmce__fail(err, -ENOBUFS, "the stream needs %zu bytes, the buffer has %zu",
+				need, buf ? size : 0);
+	}
+	if (!rc) {
+		vmce__stream_encode(&img, buf);
+		vmce__migrate_note_saved(vm);
+		if (abuf)
+			*abuf = buf;
+	}
+	pthread_mutex_unlock(&vm->inject_lock);
+	vmce__mig_image_free(&img);
+	return rc;
+}
+
+int vmce_save(struct vmce_vm *vm, void *buf, size_t size, size_t *len, struct vmce_err *err)
+{
+	return save(vm, buf, size, NULL, len, err);
+}
+
+int vmce_save_alloc(struct vmce_vm *vm, void **buf, size_t *len, struct vmce_err *err)
+{
+	if (!buf)
+		return vmce__fail(err, -EINVAL, "vmce_save_alloc: buf is required");
+	*buf = NULL;
+	return save(vm, NULL, 0, buf, len, err);
+}
+
+/* ---- checks ------------------------------------------------------------------------------------ */
+
+int vmce_stream_profile(const void *stream, size_t len, struct vmce_profile *guest,
+			struct vmce_err *err)
+{
+	struct vmce_mig_image img;
+	int rc = vmce__stream_decode(stream, len, &img, err);
+
+	if (rc)
+		return rc;
+	if (guest)
+		*guest = img.profile;
+	vmce__mig_image_free(&img);
+	return 0;
+}
+
+int vmce_restore_check(const struct vmce_profile *dest, const void *stream, size_t len,
+		       struct vmce_err *err)
+{
+	struct vmce_mig_image img;
+	struct vmce_err e;
+	int rc;
+
+	if (!dest)
+		return vmce__fail(err, -EINVAL,
+				  "vmce_restore_check: a destination profile is "
+				  "required");
+	if (vmce_profile_validate(dest, &e))
+		return vmce__fail(err, -EINVAL, "destination profile: %s", e.msg);
+	rc = vmce__stream_decode(stream, len, &img, err);
+	if (rc)
+		return rc;
+	rc = vmce_profile_can_back(dest, &img.profile, err);
+	vmce__mig_image_free(&img);
+	return rc;
+}
+
+/* ---- restore ----------------------------------------------------------------------------------- */
+
+static size_t pow2_at_least(size_t n)
+{
+	size_t c = 64;
+
+	while (c < n)
+		c *= 2;
+	return c;
+}
+
+static inline size_t hash_frame(uint64_t f)
+{
+	f ^= f >> 33;
+	f *= 0xff51afd7ed558ccdull;
+	f ^= f >> 33;
+	return (size_t)f;
+}
+
+static void write_vcpu(struct vmce_vcpu *v, const struct vmce_mig_vcpu *src)
+{
+	const struct vmce_vcpu_state *st = &src->st;
+
+	vmce__write_begin(v);
+	ST(v->mcg_status, st->mcg_status);
+	ST(v->mcg_ctl, st->mcg_ctl);
+	ST(v->mcg_ext_ctl, st->mcg_ext_ctl);
+	ST(v->amd_wren, st->amd_mcstatus_wren);
+	for (unsigned i = 0; i < VMCE_MAX_BANKS; i++) {
+		ST(v->bank[i].ctl, st->bank[i].ctl);
+		ST(v->bank[i].status, st->bank[i].status);
+		ST(v->bank[i].addr, st->bank[i].addr);
+		ST(v->bank[i].misc, st->bank[i].misc);
+		ST(v->bank[i].ctl2, st->bank[i].ctl2);
+	}
+	vmce__write_end(v);
+	atomic_store(&v->started, src->started);
+}
+
+int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce_err *err)
+{
+	struct vmce_poison_set *ps;
+	struct vmce_mig_image img;
+	uint64_t *slots, *old;
+	size_t cap;
+	char reason[160], prof[64];
+	int rc;
+
+	if (!vm)
+		return vmce__fail(err, -EINVAL, "vmce_restore: vm is required");
+	rc = vmce__stream_decode(stream, len, &img, err);
+	if (rc)
+		return rc;
+	rc = vmce_profile_can_back(vmce__migrate_backing(vm), &img.profile, err);
+	if (rc)
+		goto out;
+	if (img.nr_vcpus != vm->nr_vcpus) {
+		rc = vmce__fail(err, -ENOTSUP,
+				"vcpus.nr_vcpus: the stream has %u vCPU(s), the destination VM %u",
+				img.nr_vcpus, vm->nr_vcpus);
+		goto out;
+	}
+	if (img.nr_poison > vm->max_poisoned_pages) {
+		rc = vmce__fail(err, -ENOSPC,
+				"poison.count: %zu pages, the destination VM holds at most %zu",
+				img.nr_poison, vm->max_poisoned_pages);
+		goto out;
+	}
+
+	/* The one allocation: the new poisoned-page table, built before anything changes.
+	 * Same layout and hash as src/policy/poison.c (frame + 1 in each slot, 0 = empty;
+	 * at most half full, as the set keeps it). */
+	cap = pow2_at_least(2 * img.nr_poison);
+	slots = calloc(cap, sizeof(*slots));
+	if (!slots) {
+		rc = vmce__fail(err, -ENOMEM, "out of memory for %zu poisoned pages",
+				img.nr_poison);
+		goto out;
+	}
+	for (size_t i = 0; i < img.nr_poison; i++) {
+		uint64_t f = img.poison[i] >> 12;
+		size_t k = hash_frame(f) & (cap - 1);
+
+		while (slots[k])
+			k = (k + 1) & (cap - 1);
+		slots[k] = f + 1;
+	}
+
+	/* Commit: nothing below can fail. */
+	pthread_mutex_lock(&vm->inject_lock);
+	vm->profile = img.profile;
+	vm->mcg_cap = vmce_profile_mcg_cap(&img.profile);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vmce_vcpu *v = &vm->vcpus[i];
+
+		write_vcpu(v, &img.vcpus[i]);
+		pthread_mutex_lock(&v->qlock);
+		v->qhead = 0;
+		atomic_store_explicit(&v->qcount, 0, memory_order_relaxed);
+		pthread_mutex_unlock(&v->qlock);
+	}
+	for (size_t i = 0; i < img.nr_pending; i++) {
+		struct vmce_vcpu *v = &vm->vcpus[img.pending[i].vcpu];
+		unsigned n;
+
+		pthread_mutex_lock(&v->qlock);
+		n = atomic_load_explicit(&v->qcount, memory_order_relaxed);
+		v->queue[n] = img.pending[i].q;
+		atomic_store_explicit(&v->qcount, n + 1, memory_order_release);
+		pthread_mutex_unlock(&v->qlock);
+	}
+	ps = &vm->pol->poison;
+	pthread_mutex_lock(&ps->lock);
+	old = ps->slots;
+	ps->slots = slots;
+	ps->cap = cap;
+	ps->count = img.nr_poison;
+	pthread_mutex_unlock(&ps->lock);
+	pthread_mutex_unlock(&vm->inject_lock);
+	free(old);
+
+	vmce_profile_format(&img.profile, prof, sizeof(prof));
+	snprintf(reason, sizeof(reason),
+		 "state restored: profile %s, %u vCPU(s), %zu poisoned page(s), %zu queued "
+		 "record(s)",
+		 prof, img.nr_vcpus, img.nr_poison, img.nr_pending);
+	vmce__log_event(vm, VMCE_EVENT_MIGRATION, VMCE_CLASS_AUTO, -1, false, 0, NULL, reason);
+out:
+	vmce__mig_image_free(&img);
+	return rc;
+}
