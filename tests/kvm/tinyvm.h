@@ -21,15 +21,16 @@ enum tv_cmd {
 	TV_RDMSR = 1,	   /* index -> gp, lo, hi */
 	TV_WRMSR = 2,	   /* index, lo, hi -> gp */
 	TV_HLT = 3,	   /* exits with KVM_EXIT_HLT */
-	TV_LOOP_RDMSR = 4, /* index, n -> 0 */
+	TV_LOOP_RDMSR = 4, /* index, n -> 0: n iterations of 4 RDMSRs */
 	TV_CLI = 5,
 	TV_STI = 6,
-	TV_CR4_MCE = 7,	  /* 0/1 */
-	TV_SPIN = 8,	  /* n -> 0 */
-	TV_RFLAGS = 9,	  /* -> RFLAGS */
-	TV_LOOP_NOP = 10, /* index, n -> 0 */
-	TV_LOAD = 11,	  /* gpa -> 32-bit value */
-	TV_STOP = 0xff,	  /* any unknown command: marker 0xff and hlt */
+	TV_CR4_MCE = 7,	    /* 0/1 */
+	TV_SPIN = 8,	    /* n -> 0 */
+	TV_RFLAGS = 9,	    /* -> RFLAGS */
+	TV_LOOP_NOP = 10,   /* index, n -> 0: the same loop without the RDMSRs */
+	TV_LOAD = 11,	    /* gpa -> 32-bit value */
+	TV_RDMSR_PAIR = 12, /* index -> gp, lo1, hi1, lo2, hi2: two back-to-back RDMSRs */
+	TV_STOP = 0xff,	    /* any unknown command: marker 0xff and hlt */
 };
 
 /* Markers. */
