@@ -24,7 +24,12 @@
  *  - vmce_rdmsr(), vmce_wrmsr(), vmce_host_rdmsr(), vmce_host_wrmsr(), vmce_vcpu_reset(),
  *    vmce_vcpu_set_state(), vmce_vcpu_set_amd_mcstatus_wren() and vmce_vcpu_deliver() may only
  *    be called by the vCPU's own thread (or by any one thread while the vCPU is not running).
- *    These calls take no lock, allocate nothing and make no system call.
+ *    They allocate nothing.  The MSR calls and the state calls take no lock and make no system
+ *    call; vmce_vcpu_deliver() takes the vCPU's queue lock (only to copy one record out) and the
+ *    event log's lock, reads the clock, and calls the VMM's event callback.
+ *  - vmce_vcpu_pending(), vmce_vcpu_set_started()/vmce_vcpu_started() and the read-only
+ *    accessors (vmce_vm_profile(), vmce_vm_nr_vcpus(), vmce_vm_vcpu(), vmce_vcpu_index(),
+ *    vmce_vcpu_vm()) may be called from any thread at any time.
  *  - vmce_vcpu_get_state() may be called from any thread at any time; it returns a consistent
  *    snapshot (a sequence counter, retried if a write raced with it).
  *  - vmce_inject() / vmce_handle_error() (policy.h) may be called from any thread at any time,
@@ -241,7 +246,8 @@ VMCE_API enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *vcpu, uint32_t index,
 /*
  * Host-initiated access (VMM save/restore): any field of a present bank may be set to any
  * value, MCi_STATUS included.  MCG_CAP can be written only with the profile's value.  Returns
- * VMCE_MSR_GP for an index the profile does not back (absent bank, MCG_CTL without CTL_P, ...).
+ * VMCE_MSR_GP for an index the profile does not back (absent bank, MCG_CTL without CTL_P, ...);
+ * a bank in the RAZ/WI window reads 0 and accepts only 0.
  */
 VMCE_API enum vmce_msr_result vmce_host_rdmsr(struct vmce_vcpu *vcpu, uint32_t index,
 					      uint64_t *value);
@@ -249,7 +255,8 @@ VMCE_API enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *vcpu, uint32_t i
 					      uint64_t value);
 
 /* AMD flavour: the VMM reports the guest's HWCR.McStatusWrEn (bit 18) when the guest writes
- * HWCR; while set, the guest may write non-zero values to MCi_STATUS. */
+ * HWCR; while set, the guest may write non-zero values to MCi_STATUS.  No effect (the flag
+ * stays clear) on an Intel profile. */
 VMCE_API void vmce_vcpu_set_amd_mcstatus_wren(struct vmce_vcpu *vcpu, bool enabled);
 
 /* --------------------------------------------------------------------------------------------

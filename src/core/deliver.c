@@ -64,11 +64,10 @@ static void load_bank(struct vmce_vcpu *v, const struct vmce_vcpu_record *rec)
 	uint64_t old = LD(b->status);
 
 	if (old & VMCE_MCI_STATUS_VAL) {
-		if ((old & VMCE_MCI_STATUS_UC) || !(rec->status & VMCE_MCI_STATUS_UC)) {
-			if (old & VMCE_MCI_STATUS_UC) {
-				ST(b->status, old | VMCE_MCI_STATUS_OVER);
-				return;
-			}
+		if (old & VMCE_MCI_STATUS_UC) {
+			/* Keep the uncorrected record (and its ADDR/MISC); note the loss. */
+			ST(b->status, old | VMCE_MCI_STATUS_OVER);
+			return;
 		}
 		ST(b->status, rec->status | VMCE_MCI_STATUS_OVER);
 	} else {
@@ -96,7 +95,7 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 	struct vmce_queued q;
 	const struct vmce_vcpu_record *rec = &q.rec;
 	char reason[160];
-	bool masked = false;
+	bool masked = false, has_bank;
 	uint64_t seq;
 
 	if (!dequeue(v, &q)) {
@@ -110,7 +109,9 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 	if (q.shutdown)
 		return finish(out, VMCE_ACTION_SHUTDOWN, q.event_seq, q.reason);
 
-	if (rec->bank >= 0 && (unsigned)rec->bank < p->banks) {
+	/* A bank number outside the profile's banks loads nothing (and reads nothing). */
+	has_bank = rec->bank >= 0 && (unsigned)rec->bank < p->banks;
+	if (has_bank) {
 		masked = LD(v->bank[rec->bank].ctl) == 0;
 		if ((p->caps & VMCE_CAP_CTL) && LD(v->mcg_ctl) == 0 &&
 		    (rec->status & VMCE_MCI_STATUS_UC))
@@ -133,7 +134,7 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 	}
 
 	vmce__write_begin(v);
-	if (rec->bank >= 0 && (unsigned)rec->bank < p->banks)
+	if (has_bank)
 		load_bank(v, rec);
 	if (rec->signal == VMCE_SIGNAL_MC && !masked)
 		ST(v->mcg_status, rec->mcg_status);
@@ -155,16 +156,22 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 				      q.gpa, rec, reason);
 		return finish(out, VMCE_ACTION_MC, seq, reason);
 	case VMCE_SIGNAL_CMCI:
-		if (rec->bank >= 0 && (LD(v->bank[rec->bank].ctl2) & VMCE_MCI_CTL2_CMCI_EN)) {
+		if (has_bank && (LD(v->bank[rec->bank].ctl2) & VMCE_MCI_CTL2_CMCI_EN)) {
 			snprintf(reason, sizeof(reason), "vcpu %u: CMCI raised", v->index);
 			seq = vmce__log_event(vm, VMCE_EVENT_DELIVERED, q.cls, (int)v->index,
 					      q.has_gpa, q.gpa, rec, reason);
 			return finish(out, VMCE_ACTION_CMCI, seq, reason);
 		}
-		snprintf(reason, sizeof(reason),
-			 "vcpu %u: CMCI disabled in bank %d's CTL2 since planned: loaded for the "
-			 "poller",
-			 v->index, rec->bank);
+		if (has_bank)
+			snprintf(reason, sizeof(reason),
+				 "vcpu %u: CMCI disabled in bank %d's CTL2 since planned: loaded "
+				 "for the poller",
+				 v->index, rec->bank);
+		else
+			snprintf(reason, sizeof(reason),
+				 "vcpu %u: CMCI record without a bank of this profile (bank %d): "
+				 "not signalled",
+				 v->index, rec->bank);
 		break;
 	default:
 		snprintf(reason, sizeof(reason), "vcpu %u: loaded into bank %d for the poller",

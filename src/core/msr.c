@@ -190,54 +190,66 @@ enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t va
 	return VMCE_MSR_NOT_MCA;
 }
 
+/*
+ * Host-initiated write (save/restore).  A real bank's registers and the MCG registers the
+ * profile backs take any value; a bank in the RAZ/WI window accepts only 0 (the value a host
+ * read returned, so a restore of saved state succeeds) and refuses anything else rather than
+ * drop it silently; everything the profile does not back is refused.
+ */
 enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t value)
 {
 	const struct vmce_profile *p = &v->vm->profile;
-	uint64_t cur;
-	enum vmce_msr_result r;
+	enum bank_kind k;
 	unsigned i;
 
-	if (!vmce_msr_is_mca(index))
-		return VMCE_MSR_NOT_MCA;
-	if (index == VMCE_MSR_MCG_CAP)
-		return value == v->vm->mcg_cap ? VMCE_MSR_OK : VMCE_MSR_GP;
-	if (index <= VMCE_MSR_P5_MC_TYPE)
-		return VMCE_MSR_OK;
-	/* An index the profile does not back accepts only 0 (state saved by an older layout). */
-	r = do_rdmsr(v, index, &cur);
-	if (r != VMCE_MSR_OK)
-		return value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
 	if (index >= VMCE_MSR_MC0_CTL && index < VMCE_MSR_MC0_CTL + 4 * VMCE_MAX_BANKS) {
 		i = (index - VMCE_MSR_MC0_CTL) / 4;
-		if (bank_kind(p, i) != BANK_REAL)
-			return value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
-		set_reg(v, bank_reg(v, i, index & 3), value);
-		return VMCE_MSR_OK;
+		k = bank_kind(p, i);
+		if (k == BANK_REAL) {
+			set_reg(v, bank_reg(v, i, index & 3), value);
+			return VMCE_MSR_OK;
+		}
+		return k == BANK_RAZWI && value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
 	}
 	if (index >= VMCE_MSR_MC0_CTL2 && index < VMCE_MSR_MC0_CTL2 + VMCE_MAX_BANKS) {
 		i = index - VMCE_MSR_MC0_CTL2;
-		if (bank_kind(p, i) != BANK_REAL)
-			return value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
-		set_reg(v, &v->bank[i].ctl2, value);
-		return VMCE_MSR_OK;
+		if (!(p->caps & VMCE_CAP_CMCI))
+			return VMCE_MSR_GP;
+		k = bank_kind(p, i);
+		if (k == BANK_REAL) {
+			set_reg(v, &v->bank[i].ctl2, value);
+			return VMCE_MSR_OK;
+		}
+		return k == BANK_RAZWI && value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
 	}
 	switch (index) {
+	case VMCE_MSR_MCG_CAP:
+		return value == v->vm->mcg_cap ? VMCE_MSR_OK : VMCE_MSR_GP;
 	case VMCE_MSR_MCG_STATUS:
 		set_reg(v, &v->mcg_status, value);
 		return VMCE_MSR_OK;
 	case VMCE_MSR_MCG_CTL:
+		if (!(p->caps & VMCE_CAP_CTL))
+			return VMCE_MSR_GP;
 		set_reg(v, &v->mcg_ctl, value);
 		return VMCE_MSR_OK;
 	case VMCE_MSR_MCG_EXT_CTL:
+		if (!(p->caps & VMCE_CAP_LMCE))
+			return VMCE_MSR_GP;
 		set_reg(v, &v->mcg_ext_ctl, value);
 		return VMCE_MSR_OK;
+	case VMCE_MSR_P5_MC_ADDR:
+	case VMCE_MSR_P5_MC_TYPE:
+		return VMCE_MSR_OK;
 	}
-	return VMCE_MSR_GP;
+	return VMCE_MSR_NOT_MCA;
 }
 
+/* HWCR is an AMD register: on an Intel profile the flag stays clear (and get_state/set_state
+ * round-trip). */
 void vmce_vcpu_set_amd_mcstatus_wren(struct vmce_vcpu *v, bool enabled)
 {
 	vmce__write_begin(v);
-	ST(v->amd_wren, enabled);
+	ST(v->amd_wren, enabled && v->vm->profile.vendor == VMCE_VENDOR_AMD);
 	vmce__write_end(v);
 }

@@ -121,20 +121,39 @@ static long parse_small_uint(const char *s, long max)
 	return v;
 }
 
-/* Handle key=value tokens.  Returns 0, or -EINVAL with err set. */
-static int parse_keyval(const char *tok, const char *key, const char *val, long *out,
-			unsigned *seen, unsigned bit, struct vmce_err *err)
+/* Handle a key=value token (tok is the whole token, val points after its '=').  Values are
+ * checked against 1..max here so that a message can quote the token as written.  Returns 0, or
+ * -EINVAL with err set. */
+static int parse_keyval(const char *tok, const char *key, const char *val, long min, long max,
+			long *out, unsigned *seen, unsigned bit, struct vmce_err *err)
 {
 	long v;
 
 	if (*seen & bit)
-		return vmce__fail(err, -EINVAL, "'%s' is given twice", key);
+		return vmce__fail(err, -EINVAL, "'%s': %s= is given twice", tok, key);
 	*seen |= bit;
-	v = parse_small_uint(val, 1000);
+	v = parse_small_uint(val, max);
 	if (v < 0)
-		return vmce__fail(err, -EINVAL, "'%s': %s needs a decimal number", tok, key);
+		return vmce__fail(err, -EINVAL, "'%s': %s= needs a decimal number", tok, key);
+	if (v < min || v > max)
+		return vmce__fail(err, -EINVAL, "'%s': %s= is out of range (%ld to %ld)", tok, key,
+				  min, max);
 	*out = v;
 	return 0;
+}
+
+/* A token with a byte outside printable ASCII: name the token (non-printables shown as '?'),
+ * its position and the byte. */
+static int bad_char(const char *tok, const char *c, unsigned pos, struct vmce_err *err)
+{
+	char shown[PROFILE_TEXT_MAX + 1];
+	size_t n = 0;
+
+	for (const char *t = tok; *t && n < PROFILE_TEXT_MAX; t++)
+		shown[n++] = (*t > ' ' && *t <= '~') ? *t : '?';
+	shown[n] = '\0';
+	return vmce__fail(err, -EINVAL, "token %u '%s' contains byte 0x%02x (space or control)",
+			  pos + 1, shown, (unsigned)(unsigned char)*c);
 }
 
 int vmce_profile_parse(const char *text, struct vmce_profile *p, struct vmce_err *err)
@@ -170,9 +189,7 @@ int vmce_profile_parse(const char *text, struct vmce_profile *p, struct vmce_err
 
 		for (const char *c = tok; *c; c++)
 			if (*c <= ' ' || *c > '~')
-				return vmce__fail(
-					err, -EINVAL,
-					"token '%s' contains a space or control character", tok);
+				return bad_char(tok, c, pos, err);
 		if (pos == 0) {
 			if (!strcmp(tok, "intel"))
 				r.vendor = VMCE_VENDOR_INTEL;
@@ -188,19 +205,22 @@ int vmce_profile_parse(const char *text, struct vmce_profile *p, struct vmce_err
 			return vmce__fail(err, -EINVAL, "vendor '%s' may only be the first token",
 					  tok);
 		if (eq) {
-			*eq = '\0';
-			if (!strcmp(tok, "banks"))
-				rc = parse_keyval(tok, "banks", eq + 1, &banks, &seen_kv, 1, err);
-			else if (!strcmp(tok, "report"))
-				rc = parse_keyval(tok, "report", eq + 1, &report, &seen_kv, 2, err);
-			else if (!strcmp(tok, "compat"))
-				rc = parse_keyval(tok, "compat", eq + 1, &compat, &seen_kv, 4, err);
+			size_t klen = (size_t)(eq - tok);
+
+			if (klen == 5 && !strncmp(tok, "banks", klen))
+				rc = parse_keyval(tok, "banks", eq + 1, 1, VMCE_MAX_BANKS, &banks,
+						  &seen_kv, 1, err);
+			else if (klen == 6 && !strncmp(tok, "report", klen))
+				rc = parse_keyval(tok, "report", eq + 1, 0, VMCE_MAX_BANKS - 1,
+						  &report, &seen_kv, 2, err);
+			else if (klen == 6 && !strncmp(tok, "compat", klen))
+				rc = parse_keyval(tok, "compat", eq + 1, 1, VMCE_MAX_BANKS, &compat,
+						  &seen_kv, 4, err);
 			else
-				return vmce__fail(
-					err, -EINVAL,
-					"unknown setting '%s=': expected banks, report or "
-					"compat",
-					tok);
+				return vmce__fail(err, -EINVAL,
+						  "unknown setting '%s': expected banks=, report= "
+						  "or compat=",
+						  tok);
 			if (rc)
 				return rc;
 			continue;
@@ -219,9 +239,6 @@ int vmce_profile_parse(const char *text, struct vmce_profile *p, struct vmce_err
 					  "ctl, succor, banks=, report=, compat=)",
 					  tok);
 	}
-	if (banks < 1 || banks > VMCE_MAX_BANKS)
-		return vmce__fail(err, -EINVAL, "banks=%ld is out of range (1 to %d)", banks,
-				  VMCE_MAX_BANKS);
 	if (report < 0)
 		report = banks > 1 ? 1 : 0;
 	if (compat < 0)
@@ -229,7 +246,7 @@ int vmce_profile_parse(const char *text, struct vmce_profile *p, struct vmce_err
 	if (report >= banks)
 		return vmce__fail(err, -EINVAL, "report=%ld is not a bank of a %ld-bank profile",
 				  report, banks);
-	if (compat < banks || compat > VMCE_MAX_BANKS)
+	if (compat < banks)
 		return vmce__fail(err, -EINVAL, "compat=%ld must be between banks (%ld) and %d",
 				  compat, banks, VMCE_MAX_BANKS);
 	r.banks = (uint8_t)banks;
