@@ -72,6 +72,7 @@ struct percpu {
 	u32 banks;		/* MCG_CAP.Count (at most 32) */
 	u32 cmci_owned;		/* banks claimed with CTL2.CMCI_EN */
 	bool lmce;		/* MCG_EXT_CTL.LMCE_EN set */
+	bool quiet;		/* the poller runs quietly (boot flag bit 1) */
 	volatile u32 defer_len; /* deferred console bytes */
 	char defer[DEFER_SIZE];
 };

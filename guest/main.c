@@ -568,6 +568,7 @@ void guest_main(u64 cpu, const struct boot_info *bi)
 	pc->banks = 0;
 	pc->cmci_owned = 0;
 	pc->lmce = false;
+	pc->quiet = false;
 
 	if (cpu == 0) {
 		g.tsc_per_sec = 1000000000ull; /* until the boot info says otherwise */

@@ -338,6 +338,8 @@ static void read_aux(struct percpu *pc, struct mce_rec *m)
 static void log_rec(struct percpu *pc, const struct mce_rec *m, const char *action,
 		    const char *result)
 {
+	if (pc->quiet)
+		return;
 	con_printf(pc,
 		   "mce: cpu=%u bank=%u status=0x%016lx addr=0x%lx misc=0x%lx mcgstatus=0x%lx "
 		   "action=%s result=%s",
@@ -457,10 +459,13 @@ void mce_poll(struct percpu *pc, bool boot)
 		}
 		read_aux(pc, &m);
 		sev = grade(&m, false, &msg);
+		/* The quiet poller (boot flag) acts as usual but prints nothing. */
+		pc->quiet = !boot && (g.flags & BOOT_FLAG_QUIET);
 		if (usable_address(&m) && (sev == SEV_AO || sev == SEV_DEFERRED))
 			offline_and_log(pc, &m);
-		else if (!(g.flags & BOOT_FLAG_QUIET))
+		else
 			log_rec(pc, &m, "log", "logged");
+		pc->quiet = false;
 		mce_wr(pc, MSR_MC_STATUS(i), 0);
 	}
 }
