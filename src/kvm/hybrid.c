@@ -12,39 +12,43 @@
 
 #include "kvm_internal.h"
 
+#define MAX_SYNC_MSRS (2 + 3 * VMCE_MAX_BANKS)
+
+/* struct kvm_msrs with room for MAX_SYNC_MSRS entries (it ends in a flexible array). */
 struct msrs_buf {
-	struct kvm_msrs hdr;
-	struct kvm_msr_entry e[2 + 3 * VMCE_MAX_BANKS];
+	uint64_t raw[(sizeof(struct kvm_msrs) + MAX_SYNC_MSRS * sizeof(struct kvm_msr_entry)) / 8 +
+		     1];
 };
+
+static struct kvm_msrs *msrs(struct msrs_buf *b)
+{
+	return (struct kvm_msrs *)b->raw;
+}
 
 int vmce__kvm_get_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t *value)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} b;
+	struct msrs_buf b;
+	struct kvm_msrs *m = msrs(&b);
 
 	memset(&b, 0, sizeof(b));
-	b.hdr.nmsrs = 1;
-	b.e[0].index = index;
-	if (ioctl(kv->fd, KVM_GET_MSRS, &b) != 1)
+	m->nmsrs = 1;
+	m->entries[0].index = index;
+	if (ioctl(kv->fd, KVM_GET_MSRS, m) != 1)
 		return -EIO;
-	*value = b.e[0].data;
+	*value = m->entries[0].data;
 	return 0;
 }
 
 int vmce__kvm_set_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t value)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} b;
+	struct msrs_buf b;
+	struct kvm_msrs *m = msrs(&b);
 
 	memset(&b, 0, sizeof(b));
-	b.hdr.nmsrs = 1;
-	b.e[0].index = index;
-	b.e[0].data = value;
-	return ioctl(kv->fd, KVM_SET_MSRS, &b) == 1 ? 0 : -EIO;
+	m->nmsrs = 1;
+	m->entries[0].index = index;
+	m->entries[0].data = value;
+	return ioctl(kv->fd, KVM_SET_MSRS, m) == 1 ? 0 : -EIO;
 }
 
 int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err)
@@ -99,23 +103,25 @@ int vmce__kvm_hybrid_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 /* The MSRs KVM holds in hybrid mode. */
 static unsigned kernel_msr_list(struct vmce_kvm *k, struct msrs_buf *b)
 {
+	struct kvm_msr_entry *e = msrs(b)->entries;
 	unsigned n = 0;
 
 	memset(b, 0, sizeof(*b));
-	b->e[n++].index = VMCE_MSR_MCG_STATUS;
+	e[n++].index = VMCE_MSR_MCG_STATUS;
 	if (k->vm->profile.caps & VMCE_CAP_CTL)
-		b->e[n++].index = VMCE_MSR_MCG_CTL;
+		e[n++].index = VMCE_MSR_MCG_CTL;
 	for (unsigned i = 0; i < k->vm->profile.banks; i++) {
-		b->e[n++].index = VMCE_MSR_MCi_STATUS(i);
-		b->e[n++].index = VMCE_MSR_MCi_ADDR(i);
-		b->e[n++].index = VMCE_MSR_MCi_MISC(i);
+		e[n++].index = VMCE_MSR_MCi_STATUS(i);
+		e[n++].index = VMCE_MSR_MCi_ADDR(i);
+		e[n++].index = VMCE_MSR_MCi_MISC(i);
 	}
-	b->hdr.nmsrs = n;
+	msrs(b)->nmsrs = n;
 	return n;
 }
 
 int vmce_kvm_sync_from_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 {
+	struct kvm_msr_entry *e;
 	struct msrs_buf b;
 	unsigned n;
 	int r;
@@ -123,20 +129,22 @@ int vmce_kvm_sync_from_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
 		return 0;
 	n = kernel_msr_list(kv->k, &b);
-	r = ioctl(kv->fd, KVM_GET_MSRS, &b);
+	e = msrs(&b)->entries;
+	r = ioctl(kv->fd, KVM_GET_MSRS, msrs(&b));
 	if (r != (int)n)
 		return vmce__fail(err, r < 0 ? -errno : -EIO,
 				  "vCPU %u: KVM_GET_MSRS of the MCA state read %d of %u MSRs",
 				  kv->index, r, n);
 	for (unsigned i = 0; i < n; i++)
-		if (vmce_host_wrmsr(kv->v, b.e[i].index, b.e[i].data) != VMCE_MSR_OK)
+		if (vmce_host_wrmsr(kv->v, e[i].index, e[i].data) != VMCE_MSR_OK)
 			return vmce__fail(err, -EIO, "vCPU %u: the model refused KVM's MSR 0x%x",
-					  kv->index, b.e[i].index);
+					  kv->index, e[i].index);
 	return 0;
 }
 
 int vmce_kvm_sync_to_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 {
+	struct kvm_msr_entry *e;
 	struct msrs_buf b;
 	unsigned n;
 	int r;
@@ -144,19 +152,20 @@ int vmce_kvm_sync_to_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
 		return 0;
 	n = kernel_msr_list(kv->k, &b);
+	e = msrs(&b)->entries;
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t value;
 
-		if (vmce_host_rdmsr(kv->v, b.e[i].index, &value) != VMCE_MSR_OK)
+		if (vmce_host_rdmsr(kv->v, e[i].index, &value) != VMCE_MSR_OK)
 			return vmce__fail(err, -EIO, "vCPU %u: the model cannot read MSR 0x%x",
-					  kv->index, b.e[i].index);
-		b.e[i].data = value;
+					  kv->index, e[i].index);
+		e[i].data = value;
 	}
-	r = ioctl(kv->fd, KVM_SET_MSRS, &b);
+	r = ioctl(kv->fd, KVM_SET_MSRS, msrs(&b));
 	if (r != (int)n)
 		return vmce__fail(err, r < 0 ? -errno : -EIO,
 				  "vCPU %u: KVM_SET_MSRS of the MCA state wrote %d of %u MSRs "
 				  "(stopped at 0x%x)",
-				  kv->index, r, n, r >= 0 && r < (int)n ? b.e[r].index : 0);
+				  kv->index, r, n, r >= 0 && r < (int)n ? e[r].index : 0);
 	return 0;
 }

@@ -301,38 +301,38 @@ static void cpuid_entry(struct kvm_cpuid_entry2 *e, uint32_t fn, const char *ven
 
 static void test_cpuid(void **state)
 {
-	struct {
-		struct kvm_cpuid2 c;
-		struct kvm_cpuid_entry2 e[3];
-	} t;
+	/* struct kvm_cpuid2 ends in a flexible array: room for 3 entries */
+	uint64_t raw[(sizeof(struct kvm_cpuid2) + 3 * sizeof(struct kvm_cpuid_entry2)) / 8 + 1];
+	struct kvm_cpuid2 *c = (struct kvm_cpuid2 *)raw;
+	struct kvm_cpuid_entry2 *e = c->entries;
 	struct vmce_profile p;
 	struct vmce_err err;
 
 	(void)state;
-	memset(&t, 0, sizeof(t));
-	t.c.nent = 3;
-	cpuid_entry(&t.e[0], 0, "AuthenticAMD");
-	cpuid_entry(&t.e[1], 1, NULL);
-	cpuid_entry(&t.e[2], 0x80000007, NULL);
-	t.e[2].ebx = 1u << 3; /* ScalableMca: must be cleared */
+	memset(raw, 0, sizeof(raw));
+	c->nent = 3;
+	cpuid_entry(&e[0], 0, "AuthenticAMD");
+	cpuid_entry(&e[1], 1, NULL);
+	cpuid_entry(&e[2], 0x80000007, NULL);
+	e[2].ebx = 1u << 3; /* ScalableMca: must be cleared */
 	assert_int_equal(vmce_profile_parse("intel,banks=2,ser", &p, NULL), 0);
-	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), -EINVAL);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, c, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "Intel"));
 	assert_non_null(strstr(err.msg, "AuthenticAMD"));
 	assert_int_equal(vmce_profile_parse("amd,banks=2,succor", &p, NULL), 0);
-	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), 0);
-	assert_int_equal(t.e[1].edx & ((1u << 7) | (1u << 14)), (1u << 7) | (1u << 14));
-	assert_int_equal(t.e[2].ebx, 1u << 1);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, c, &err), 0);
+	assert_int_equal(e[1].edx & ((1u << 7) | (1u << 14)), (1u << 7) | (1u << 14));
+	assert_int_equal(e[2].ebx, 1u << 1);
 	assert_int_equal(vmce_profile_parse("amd,banks=2", &p, NULL), 0);
-	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), 0);
-	assert_int_equal(t.e[2].ebx, 0);
-	cpuid_entry(&t.e[0], 0, "GenuineIntel");
-	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), -EINVAL);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, c, &err), 0);
+	assert_int_equal(e[2].ebx, 0);
+	cpuid_entry(&e[0], 0, "GenuineIntel");
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, c, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "AMD"));
 	assert_non_null(strstr(err.msg, "GenuineIntel"));
-	t.c.nent = 1;
+	c->nent = 1;
 	assert_int_equal(vmce_profile_parse("intel", &p, NULL), 0);
-	assert_int_equal(vmce_kvm_cpuid_apply(&p, &t.c, &err), -ENOENT);
+	assert_int_equal(vmce_kvm_cpuid_apply(&p, c, &err), -ENOENT);
 }
 
 /* Hybrid: KVM holds the hot registers; sync makes save/restore see and set them. */
