@@ -6,8 +6,8 @@
  *
  *   vmce-e2e VMCE_VM SCENARIO [SECONDS]
  *
- * Scenarios: srao, srar, ce, outside, nested, nobroadcast, image, fuzz.  Exit 0 pass, 1 fail,
- * 77 skip (no usable /dev/kvm).
+ * Scenarios: srao, srar, ce, outside, nested, nobroadcast, nobroadcast_text, image, fuzz.
+ * Exit 0 pass, 1 fail, 77 skip (no usable /dev/kvm).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -357,8 +357,14 @@ static int scenario_srao(void)
 	char *r;
 	int fd;
 
+	int follow, delivered = 0;
+
 	boot(args, 2);
 	fd = ctl_connect();
+	follow = ctl_connect();
+	r = ctl(follow, "{\"cmd\":\"events\",\"follow\":true}");
+	expect(r, "\"follow\":true", "events follow");
+	free(r);
 	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x2000000\",\"id\":7}");
 	expect(r, "\"ok\":true", "srao");
 	expect(r, "\"id\":7", "srao");
@@ -373,6 +379,17 @@ static int scenario_srao(void)
 		fail("SRAO record is not VAL|UC|EN|MISCV|ADDRV|S with MCIP|RIPV: %s", line);
 	wait_console("mce: bystander cpu=1", NULL, 1, STEP_TIMEOUT, NULL, 0);
 	assert_alive_after();
+	/* The event stream shows the forward and both deliveries as they happened. */
+	r = read_line(follow, STEP_TIMEOUT);
+	if (!r || !strstr(r, "\"seq\":1,") || !strstr(r, "\"kind\":\"forwarded\""))
+		fail("event stream: expected the forwarded event first, got %s", r ? r : "nothing");
+	free(r);
+	while (delivered < 2 && (r = read_line(follow, STEP_TIMEOUT))) {
+		delivered += strstr(r, "\"kind\":\"delivered\"") != NULL;
+		free(r);
+	}
+	if (delivered != 2)
+		fail("event stream: %d delivered events, expected 2", delivered);
 	if (events_count("\"kind\":\"forwarded\"", "\"gpa\":\"0x2000000\"") != 1)
 		fail("the event log has no forwarded SRAO event for 0x2000000");
 	if (events_count("\"kind\":\"delivered\"", "\"signal\":\"mc\"") < 2)
@@ -387,6 +404,11 @@ static int scenario_srao(void)
 	expect(r, "\"more\":true", "events");
 	free(r);
 	quit_vm(fd);
+	r = read_line(follow, STEP_TIMEOUT);
+	if (!r || !strstr(r, "\"kind\":\"vm-exit\"") || !strstr(r, "quit requested"))
+		fail("event stream: expected the vm-exit line, got %s", r ? r : "nothing");
+	free(r);
+	close(follow);
 	close(fd);
 	return 0;
 }
@@ -519,7 +541,9 @@ static int scenario_nested(void)
 	return 0;
 }
 
-static int scenario_nobroadcast(void)
+/* An SRAO to vCPU 0 only (no broadcast): the other vCPU never enters the rendezvous and the
+ * guest panics with Linux's timeout message.  text: the mce-inject NOBROADCAST form. */
+static int scenario_nobroadcast(bool text)
 {
 	static const char *const args[] = {"--cpus", "2", NULL};
 	char *r;
@@ -527,8 +551,13 @@ static int scenario_nobroadcast(void)
 
 	boot(args, 2);
 	fd = ctl_connect();
-	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x2000000\","
-		    "\"broadcast\":false}");
+	if (text)
+		r = ctl(fd, "{\"cmd\":\"inject\",\"text\":\"CPU 0 BANK 1\\nSTATUS UNCORRECTED SRAO "
+			    "0x17a\\nMCGSTATUS RIPV MCIP\\nADDR 0x2000000\\nMISC 0x8c\\n"
+			    "NOBROADCAST\\n\"}");
+	else
+		r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x2000000\","
+			    "\"broadcast\":false}");
 	expect(r, "\"verdict\":\"forward\"", "srao without broadcast");
 	free(r);
 	wait_console("mce: panic: Timeout: Not all CPUs entered broadcast exception handler", NULL,
@@ -773,7 +802,9 @@ int main(int argc, char **argv)
 	else if (!strcmp(sc, "nested"))
 		ret = scenario_nested();
 	else if (!strcmp(sc, "nobroadcast"))
-		ret = scenario_nobroadcast();
+		ret = scenario_nobroadcast(false);
+	else if (!strcmp(sc, "nobroadcast_text"))
+		ret = scenario_nobroadcast(true);
 	else if (!strcmp(sc, "image"))
 		ret = scenario_image();
 	else if (!strcmp(sc, "fuzz")) {
