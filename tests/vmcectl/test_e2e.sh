@@ -38,12 +38,17 @@ wait_for() {
 	return 1
 }
 
-"$VMM" --control "$SOCK" --console-file "$CONSOLE" --no-workload --quiet-poller \
-	--timeout 150 >"$TMP/vmm.out" 2>"$TMP/vmm.err" &
-VM_PID=$!
-# The guest has set up its MCA (CR4.MCE, banks, CMCI) once it says it is alive.
-wait_for "$CONSOLE" "guest: alive" 60 || finish
+# start_vm: boot vmce-vm on $SOCK; return once the guest has set up its MCA (CR4.MCE, banks,
+# CMCI), which it says by its first "alive" line.
+start_vm() {
+	rm -f "$CONSOLE"
+	"$VMM" --control "$SOCK" --console-file "$CONSOLE" --no-workload --quiet-poller \
+		--timeout 150 >"$TMP/vmm.out" 2>"$TMP/vmm.err" &
+	VM_PID=$!
+	wait_for "$CONSOLE" "guest: alive" 60
+}
 
+start_vm || finish
 "$VMCECTL" events --follow --json --socket "$SOCK" >"$TMP/follow" 2>"$TMP/follow.err" &
 FOLLOW_PID=$!
 
@@ -133,7 +138,8 @@ check test "$(jq -s -c '[.[].seq]' "$OUT")" = "[2,3]"
 expect_ok events --json --after "$NEV"
 check test ! -s "$OUT"
 
-# quit: the VMM exits 0; the follower saw every event, then the exit.
+# quit: the VMM exits 0; the follower saw every event as it happened, then the exit.
+wait_for "$TMP/follow" "{\"seq\":$NEV," 20
 expect_ok quit
 out_line '^vmce-vm is stopping$'
 wait "$VM_PID"
@@ -151,5 +157,26 @@ check test ! -s "$TMP/follow.err"
 
 # No VM any more.
 expect_fail "cannot connect to $SOCK" status
+
+# ---- A fatal error: vmce shuts the guest down, the VMM exits with status 4 ------------------
+SOCK=$TMP/ctl2.sock
+export VMCE_SOCKET=$SOCK
+start_vm || finish
+"$VMCECTL" events --follow >"$TMP/follow" 2>"$TMP/follow.err" &
+FOLLOW_PID=$!
+wait_for "$TMP/follow" "SEQ" 20 # connected: the header follows the server's answer
+expect_ok inject --fatal
+out_line '^record 1: fatal +class fatal +gpa none +queued$'
+wait "$VM_PID"
+VM_STATUS=$?
+VM_PID=
+check test "$VM_STATUS" -eq 4
+wait "$FOLLOW_PID"
+FOLLOW_STATUS=$?
+FOLLOW_PID=
+check test "$FOLLOW_STATUS" -eq 0
+cp "$TMP/follow" "$OUT"
+out_line '^1 +[0-9:.]+ +fatal +fatal +0 +- '
+check grep -qE '^-- the VM stopped: vmce shut the guest down.* \(exit status 4\) --$' "$OUT"
 
 finish
