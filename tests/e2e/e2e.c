@@ -6,9 +6,11 @@
  *
  *   vmce-e2e VMCE_VM SCENARIO [SECONDS]
  *
- * Scenarios: srao, srar, ce, outside, nested, nobroadcast, nobroadcast_text, image, fuzz.
+ * Scenarios: srao, srar, ce, outside, nested, nobroadcast, nobroadcast_text, broadcast4, lmce,
+ * image, elf, fuzz.
  * Exit 0 pass, 1 fail, 77 skip (no usable /dev/kvm).
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -413,6 +415,67 @@ static int scenario_srao(void)
 	return 0;
 }
 
+/* SMP broadcast: with 4 vCPUs every other vCPU enters the rendezvous and the guest recovers. */
+static int scenario_broadcast4(void)
+{
+	static const char *const args[] = {"--cpus", "4", "--no-workload", NULL};
+	char want[64];
+	char *r;
+	int fd;
+
+	boot(args, 4);
+	fd = ctl_connect();
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x3000000\",\"cpu\":2}");
+	expect(r, "\"verdict\":\"forward\"", "srao on 4 vCPUs");
+	free(r);
+	wait_console("addr=0x3000000 ", "action=offline-page result=recovered", 1, STEP_TIMEOUT,
+		     NULL, 0);
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "mce: bystander cpu=%u", i);
+		if (i != 0)
+			wait_console(want, NULL, 1, STEP_TIMEOUT, NULL, 0);
+	}
+	if (console_count("mce: bystander", NULL) != 3)
+		fail("expected exactly 3 bystanders");
+	assert_alive_after();
+	if (events_count("\"kind\":\"delivered\"", "\"signal\":\"mc\"") != 4)
+		fail("expected #MC delivered to all 4 vCPUs");
+	quit_vm(fd);
+	close(fd);
+	return 0;
+}
+
+/* LMCE: the guest enables MCG_EXT_CTL.LMCE_EN; a local error goes to one vCPU only (LMCES),
+ * without a rendezvous, and the guest recovers. */
+static int scenario_lmce(void)
+{
+	static const char *const args[] = {
+		"--cpus", "2", "--no-workload", "--profile", "intel,banks=2,ser,tes,cmci,lmce",
+		NULL};
+	char line[1024];
+	char *r;
+	int fd;
+
+	boot(args, 2);
+	if (console_count("mce: init cpu=1 ", "lmce=1") != 1)
+		fail("the guest did not enable LMCE");
+	fd = ctl_connect();
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"0x2000000\",\"cpu\":1,"
+		    "\"lmce\":true}");
+	expect(r, "\"verdict\":\"forward\"", "local srao");
+	expect(r, "\"lmce\":true", "local srao");
+	free(r);
+	wait_console("mce: cpu=1 bank=1 ", "result=recovered", 1, STEP_TIMEOUT, line, sizeof(line));
+	if (!strstr(line, "mcgstatus=0xd"))
+		fail("local machine check without MCG_STATUS.LMCES: %s", line);
+	assert_alive_after();
+	if (console_count("mce: bystander", NULL) != 0)
+		fail("a local machine check was broadcast");
+	quit_vm(fd);
+	close(fd);
+	return 0;
+}
+
 static int scenario_srar(void)
 {
 	static const char *const args[] = {"--cpus", "2", NULL};
@@ -614,6 +677,62 @@ static int scenario_image(void)
 	return 0;
 }
 
+/* The same program as an ELF64 file loaded at 2 MiB (entry at e_entry, not the first byte). */
+static int scenario_elf(void)
+{
+	char flat[320], path[320];
+	const char *args[] = {"--cpus", "1", "--image", path, NULL};
+	unsigned char code[256], file[1024];
+	Elf64_Ehdr eh = {0};
+	Elf64_Phdr ph = {0};
+	ssize_t n;
+	int fd;
+
+	snprintf(flat, sizeof(flat), "%s/flat.bin", dir);
+	write_image(flat, "elf: hello\n", false);
+	fd = open(flat, O_RDONLY);
+	n = fd >= 0 ? read(fd, code + 1, sizeof(code) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	unlink(flat);
+	if (n <= 0)
+		fail("cannot read back %s", flat);
+	code[0] = 0xf4; /* a hlt before the entry point: entering at the first byte would hang */
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ELFCLASS64;
+	eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	eh.e_ident[EI_VERSION] = EV_CURRENT;
+	eh.e_type = ET_EXEC;
+	eh.e_machine = EM_X86_64;
+	eh.e_version = EV_CURRENT;
+	eh.e_entry = 0x200001;
+	eh.e_phoff = sizeof(eh);
+	eh.e_ehsize = sizeof(eh);
+	eh.e_phentsize = sizeof(ph);
+	eh.e_phnum = 1;
+	ph.p_type = PT_LOAD;
+	ph.p_offset = 256;
+	ph.p_vaddr = ph.p_paddr = 0x200000;
+	ph.p_filesz = (uint64_t)n + 1;
+	ph.p_memsz = 0x1000;
+	memset(file, 0, sizeof(file));
+	memcpy(file, &eh, sizeof(eh));
+	memcpy(file + sizeof(eh), &ph, sizeof(ph));
+	memcpy(file + 256, code, (size_t)n + 1);
+	snprintf(path, sizeof(path), "%s/image.elf", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, file, 256 + (size_t)n + 1) != 256 + n + 1)
+		fail("cannot write %s", path);
+	close(fd);
+	start_vm(args);
+	if (wait_exit(STEP_TIMEOUT) != 0)
+		fail("vmce-vm exited with %d, expected 0", vm_status);
+	unlink(path);
+	if (console_count("elf: hello", NULL) != 1)
+		fail("the ELF image's console line is missing");
+	return 0;
+}
+
 /* ---- fuzzing ---- */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -807,6 +926,12 @@ int main(int argc, char **argv)
 		ret = scenario_nobroadcast(true);
 	else if (!strcmp(sc, "image"))
 		ret = scenario_image();
+	else if (!strcmp(sc, "elf"))
+		ret = scenario_elf();
+	else if (!strcmp(sc, "broadcast4"))
+		ret = scenario_broadcast4();
+	else if (!strcmp(sc, "lmce"))
+		ret = scenario_lmce();
 	else if (!strcmp(sc, "fuzz")) {
 		const char *env = getenv("VMCE_E2E_FUZZ_SECONDS");
 		double s = argc > 3 ? atof(argv[3]) : 5;
