@@ -479,7 +479,7 @@ static void print_status(const struct jval *r)
 		json_get_i64(ex, "status", &st);
 		printf("exit:      status %lld: %s\n", (long long)st, str_or(ex, "reason", "?"));
 	}
-	printf("\n%-4s %-22s %-7s %-7s %-4s %-18s %-18s %-18s %-10s %s\n", "VCPU", "MCG_STATUS",
+	printf("\n%-4s %-24s %-7s %-7s %-4s %-18s %-18s %-18s %-10s %s\n", "VCPU", "MCG_STATUS",
 	       "EXT_CTL", "PENDING", "BANK", "CTL", "STATUS", "ADDR", "MISC", "CTL2");
 	for (size_t i = 0; vcpus && vcpus->type == J_ARR && i < vcpus->n; i++) {
 		const struct jval *v = &vcpus->v[i], *banks = json_get(v, "banks");
@@ -498,10 +498,10 @@ static void print_status(const struct jval *r)
 
 			json_get_u64(k, "bank", &bank);
 			if (b == 0)
-				printf("%-4llu %-22s %-7s %-7s ", (unsigned long long)cpu, mcgs,
+				printf("%-4llu %-24s %-7s %-7s ", (unsigned long long)cpu, mcgs,
 				       hexstr(v, "mcg_ext_ctl"), pending ? "yes" : "no");
 			else
-				printf("%-4s %-22s %-7s %-7s ", "", "", "", "");
+				printf("%-4s %-24s %-7s %-7s ", "", "", "", "");
 			printf("%-4llu %-18s %-18s %-18s %-10s %s\n", (unsigned long long)bank,
 			       hexstr(k, "ctl"), hexstr(k, "status"), hexstr(k, "addr"),
 			       hexstr(k, "misc"), hexstr(k, "ctl2"));

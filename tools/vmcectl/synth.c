@@ -340,14 +340,14 @@ static void print_table(const struct vmce_vm *vm, const struct vmce_plan *plan)
 			printf("status:   %s\n",
 			       status_summary(plan->record.status, p->vendor, bits, sizeof(bits)));
 	}
-	printf("\n%-5s %-6s %-18s %-4s %-18s %-18s %s\n", "VCPU", "SIGNAL", "MCG_STATUS", "BANK",
+	printf("\n%-5s %-6s %-24s %-4s %-18s %-18s %s\n", "VCPU", "SIGNAL", "MCG_STATUS", "BANK",
 	       "STATUS", "ADDR", "MISC");
 	for (unsigned v = 0; v < plan->nr_vcpus; v++) {
 		struct vmce_vcpu_record r;
 		char mcgv[40];
 
 		if (!vmce_plan_vcpu(plan, v, &r)) {
-			printf("%-5u %-6s %-18s %-4s %-18s %-18s %s\n", v, "none", "-", "-", "-",
+			printf("%-5u %-6s %-24s %-4s %-18s %-18s %s\n", v, "none", "-", "-", "-",
 			       "-", "-");
 			continue;
 		}
@@ -357,11 +357,11 @@ static void print_table(const struct vmce_vm *vm, const struct vmce_plan *plan)
 		else
 			snprintf(mcgv, sizeof(mcgv), "-");
 		if (r.bank < 0) {
-			printf("%-5u %-6s %-18s %-4s %-18s %-18s %s\n", v, signal_text(&r), mcgv,
+			printf("%-5u %-6s %-24s %-4s %-18s %-18s %s\n", v, signal_text(&r), mcgv,
 			       "-", "-", "-", "-");
 			continue;
 		}
-		printf("%-5u %-6s %-18s %-4d 0x%016llx 0x%016llx 0x%llx\n", v, signal_text(&r),
+		printf("%-5u %-6s %-24s %-4d 0x%016llx 0x%016llx 0x%llx\n", v, signal_text(&r),
 		       mcgv, r.bank, (unsigned long long)r.status, (unsigned long long)r.addr,
 		       (unsigned long long)r.misc);
 	}
