@@ -679,6 +679,42 @@ out:
 	vm_destroy(vm);
 }
 
+/* Four vCPUs: the monarch and three subjects scan in entry order; all leave the handler. */
+static void sc_srao4(void)
+{
+	struct vm *vm = vm_start("intel,banks=2,ser,tes,cmci", 4, 1);
+	struct inj in = {.bank = 1,
+			 .status = ST_SRAO,
+			 .addr = 0x2347000,
+			 .misc = MISC_PHYS_PAGE,
+			 .mcgstatus = MCG_MCIP | MCG_RIPV};
+	char want[64];
+	unsigned from;
+
+	if (!boot(vm, true, NULL))
+		goto out;
+	for (int round = 0; round < 2; round++) {
+		unsigned from0 = vm->nlines;
+
+		from = from0;
+		in.addr += 0x1000;
+		inject_broadcast(vm, 2, &in);
+		expect_line(vm, &from, "mce: cpu=2 bank=1 status=0xbd000000000000c0", 5, NULL);
+		for (unsigned i = 0; i < 4; i++) {
+			if (i == 2)
+				continue;
+			from = from0;
+			snprintf(want, sizeof(want), "mce: bystander cpu=%u", i);
+			expect_line(vm, &from, want, 5, NULL);
+		}
+	}
+	from = vm->nlines;
+	expect_line(vm, &from, "guest: alive tick=", 5, NULL);
+	CHECK(!has_line(vm, "mce: panic"), "unexpected panic");
+out:
+	vm_destroy(vm);
+}
+
 static void sc_srar(void)
 {
 	struct vm *vm = vm_start("intel,banks=2,ser,tes,cmci", 2, 1);
@@ -840,9 +876,9 @@ out:
 	vm_destroy(vm);
 }
 
-static void sc_poll(uint64_t status, const char *want)
+static void sc_poll(uint64_t status, const char *want, uint32_t flags)
 {
-	struct vm *vm = vm_start("intel,banks=2,ser,tes,cmci", 1, 0);
+	struct vm *vm = vm_start("intel,banks=2,ser,tes,cmci", 1, flags);
 	struct inj in = {.no_mc = true,
 			 .bank = 1,
 			 .status = status,
@@ -852,8 +888,12 @@ static void sc_poll(uint64_t status, const char *want)
 
 	if (boot(vm, false, NULL)) {
 		inject(vm, 0, &in);
-		expect_line(vm, NULL, want, 3, NULL);
+		if (want)
+			expect_line(vm, NULL, want, 3, NULL);
+		else
+			usleep(1500000); /* three poller rounds */
 		usleep(100000);
+		CHECK(want || !has_line(vm, "mce: cpu="), "the quiet poller printed");
 		get_state(vm, 0, &st);
 		CHECK(st.bank[1].status == 0, "the poller did not clear MCi_STATUS");
 		CHECK(!vm->done, "guest stopped: %s", vm->stop_reason);
@@ -932,6 +972,8 @@ int main(int argc, char **argv)
 		sc_srao();
 	else if (!strcmp(sc, "srar"))
 		sc_srar();
+	else if (!strcmp(sc, "srao4"))
+		sc_srao4();
 	else if (!strcmp(sc, "srar_ripv0"))
 		sc_srar_ripv0();
 	else if (!strcmp(sc, "srar_kernel"))
@@ -943,11 +985,17 @@ int main(int argc, char **argv)
 	else if (!strcmp(sc, "lmce"))
 		sc_lmce();
 	else if (!strcmp(sc, "poll_ce"))
-		sc_poll(ST_CE, "mce: cpu=0 bank=1 status=0x9c0000000000009f addr=0x1234000 "
-			       "misc=0x8c mcgstatus=0x0 action=log result=logged");
+		sc_poll(ST_CE,
+			"mce: cpu=0 bank=1 status=0x9c0000000000009f addr=0x1234000 "
+			"misc=0x8c mcgstatus=0x0 action=log result=logged",
+			0);
 	else if (!strcmp(sc, "poll_ucna"))
-		sc_poll(ST_UCNA, "mce: cpu=0 bank=1 status=0xbc0000000000009f addr=0x1234000 "
-				 "misc=0x8c mcgstatus=0x0 action=offline-page result=recovered");
+		sc_poll(ST_UCNA,
+			"mce: cpu=0 bank=1 status=0xbc0000000000009f addr=0x1234000 "
+			"misc=0x8c mcgstatus=0x0 action=offline-page result=recovered",
+			0);
+	else if (!strcmp(sc, "poll_quiet"))
+		sc_poll(ST_CE, NULL, 2);
 	else if (!strcmp(sc, "amd_deferred"))
 		sc_amd_deferred();
 	else if (!strcmp(sc, "amd_nosuccor"))
@@ -956,8 +1004,9 @@ int main(int argc, char **argv)
 		sc_amd_uc(true);
 	else {
 		fprintf(stderr,
-			"usage: vmce-guest-run boot|srao|srar|srar_ripv0|srar_kernel|pcc|timeout|"
-			"lmce|poll_ce|poll_ucna|amd_deferred|amd_nosuccor|amd_succor\n");
+			"usage: vmce-guest-run "
+			"boot|srao|srao4|srar|srar_ripv0|srar_kernel|pcc|timeout|"
+			"lmce|poll_ce|poll_ucna|poll_quiet|amd_deferred|amd_nosuccor|amd_succor\n");
 		return 2;
 	}
 	printf("%s: %s\n", sc, fail_count ? "FAIL" : "PASS");
