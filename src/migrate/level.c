@@ -424,7 +424,7 @@ int vmce_level_descs(const struct vmce_host_desc *hosts, size_t n, const struct 
 	memset(&p, 0, sizeof(p));
 	p.vendor = hosts[0].vendor;
 	nt = note(out, "vendor");
-	snprintf(nt->text, sizeof(nt->text), "%s: every host of the %zu is %s", vname(p.vendor), n,
+	snprintf(nt->text, sizeof(nt->text), "%s: all %zu host(s) are %s", vname(p.vendor), n,
 		 vname(p.vendor));
 
 	/* Banks: the smallest max_banks, and no more than wanted. */
