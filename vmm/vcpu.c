@@ -393,16 +393,16 @@ static void console_byte(struct vmm_vcpu *c, uint8_t b)
 	}
 	if (b == '\r')
 		return;
+	/* A line that fills the buffer is printed in pieces; the buffer always keeps room for
+	 * one escaped byte (4 characters) and the terminating NUL. */
+	if (c->line_len + 5 > sizeof(c->line))
+		console_flush(c);
 	/* Non-printable bytes are shown escaped so the console stays one line per line. */
 	if (b < 0x20 || b >= 0x7f) {
-		if (c->line_len + 4 >= sizeof(c->line))
-			console_flush(c);
 		c->line_len += (size_t)snprintf(c->line + c->line_len, 5, "\\x%02x", b);
 		return;
 	}
 	c->line[c->line_len++] = (char)b;
-	if (c->line_len == sizeof(c->line) - 1)
-		console_flush(c);
 }
 
 /* Port I/O: console THR and LSR, the exit port; everything else reads as all-ones. */

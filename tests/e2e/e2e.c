@@ -7,7 +7,7 @@
  *   vmce-e2e VMCE_VM SCENARIO [SECONDS]
  *
  * Scenarios: srao, srar, ce, outside, nested, nobroadcast, nobroadcast_text, broadcast4, lmce,
- * image, elf, fuzz.
+ * image, elf, console, fuzz.
  * Exit 0 pass, 1 fail, 77 skip (no usable /dev/kvm).
  */
 #include <elf.h>
@@ -677,6 +677,51 @@ static int scenario_image(void)
 	return 0;
 }
 
+/* Console robustness: 3000 bytes of every value (binary, control characters, long lines). */
+static int scenario_console(void)
+{
+	static const unsigned char code[] = {
+		0x66, 0xba, 0xf8, 0x03,	      /* mov dx, 0x3f8 */
+		0xb9, 0xb8, 0x0b, 0x00, 0x00, /* mov ecx, 3000 */
+		0x88, 0xc8,		      /* 1: mov al, cl */
+		0xee,			      /* out dx, al */
+		0xe2, 0xfb,		      /* loop 1b */
+		0xb0, 0x0a, 0xee,	      /* mov al, 10; out dx, al */
+		0x66, 0xba, 0x01, 0x05,	      /* mov dx, 0x501 */
+		0xb0, 0x00, 0xee, 0xf4,	      /* mov al, 0; out dx, al; hlt */
+	};
+	char path[320], *c;
+	const char *args[] = {"--cpus", "1", "--image", path, NULL};
+	size_t longest = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/console.bin", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, code, sizeof(code)) != (ssize_t)sizeof(code))
+		fail("cannot write %s", path);
+	close(fd);
+	start_vm(args);
+	if (wait_exit(STEP_TIMEOUT) != 0)
+		fail("vmce-vm exited with %d, expected 0", vm_status);
+	unlink(path);
+	c = slurp(console_path);
+	for (char *l = c; *l;) {
+		char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) : strlen(l);
+
+		if (len > longest)
+			longest = len;
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)l[i] < 0x20 || (unsigned char)l[i] >= 0x7f)
+				fail("raw byte 0x%02x on the console", (unsigned char)l[i]);
+		l = nl ? nl + 1 : l + len;
+	}
+	if (!strstr(c, "\\x01\\x00") || longest > 511 || longest < 400)
+		fail("console lines not escaped or split as documented (longest %zu)", longest);
+	free(c);
+	return 0;
+}
+
 /* The same program as an ELF64 file loaded at 2 MiB (entry at e_entry, not the first byte). */
 static int scenario_elf(void)
 {
@@ -926,6 +971,8 @@ int main(int argc, char **argv)
 		ret = scenario_nobroadcast(true);
 	else if (!strcmp(sc, "image"))
 		ret = scenario_image();
+	else if (!strcmp(sc, "console"))
+		ret = scenario_console();
 	else if (!strcmp(sc, "elf"))
 		ret = scenario_elf();
 	else if (!strcmp(sc, "broadcast4"))
