@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -38,8 +37,6 @@ int client_connect(struct client *c, const char *path, int timeout_s)
 		return fail("socket path '%.64s...' is longer than %zu bytes", path,
 			    sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	/* A server that goes away must give an error, not kill us. */
-	signal(SIGPIPE, SIG_IGN);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return fail("socket: %s", strerror(errno));
