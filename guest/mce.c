@@ -666,8 +666,11 @@ void do_machine_check(struct percpu *pc, struct regs *r)
 		}
 	}
 	m = final;
-	seen[pc->id].sev = worst;
-	seen[pc->id].msg = msg;
+	if (!lmce) {
+		/* for the monarch's verdict; a local event has no monarch */
+		seen[pc->id].sev = worst;
+		seen[pc->id].msg = msg;
+	}
 
 	if (!no_way_out)
 		for (u32 i = 0; i < pc->banks; i++)

@@ -845,6 +845,22 @@ static void sc_timeout(void)
 	vm_destroy(vm);
 }
 
+/* A broadcast in which no vCPU finds an error: the monarch panics (mce_reign). */
+static void sc_unknown_source(void)
+{
+	struct vm *vm = vm_start("intel,banks=2,ser,tes,cmci", 2, 1);
+	struct inj by = {.bank = -1, .mcgstatus = MCG_MCIP | MCG_RIPV};
+
+	if (boot(vm, true, NULL)) {
+		inject(vm, 0, &by);
+		inject(vm, 1, &by);
+		expect_line(vm, NULL, "mce: bystander cpu=0", 5, NULL);
+		expect_line(vm, NULL, "mce: bystander cpu=1", 5, NULL);
+		expect_panic(vm, "mce: panic: Fatal machine check from unknown source");
+	}
+	vm_destroy(vm);
+}
+
 static void sc_lmce(void)
 {
 	struct vm *vm = vm_start("intel,banks=2,ser,tes,cmci,lmce", 2, 1);
@@ -984,6 +1000,8 @@ int main(int argc, char **argv)
 		sc_timeout();
 	else if (!strcmp(sc, "lmce"))
 		sc_lmce();
+	else if (!strcmp(sc, "unknown_source"))
+		sc_unknown_source();
 	else if (!strcmp(sc, "poll_ce"))
 		sc_poll(ST_CE,
 			"mce: cpu=0 bank=1 status=0x9c0000000000009f addr=0x1234000 "
