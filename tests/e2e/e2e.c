@@ -6,8 +6,8 @@
  *
  *   vmce-e2e VMCE_VM SCENARIO [SECONDS]
  *
- * Scenarios: srao, srar, ce, outside, nested, nobroadcast, nobroadcast_text, broadcast4, lmce,
- * image, elf, console, fuzz.
+ * Scenarios: srao, srao_hybrid, srar, ce, outside, nested, nobroadcast, nobroadcast_text,
+ * broadcast4, lmce, image, elf, console, fuzz.
  * Exit 0 pass, 1 fail, 77 skip (no usable /dev/kvm).
  */
 #include <elf.h>
@@ -352,9 +352,12 @@ static void assert_alive_after(void)
 	wait_console("guest: alive tick=", NULL, ticks + 1, STEP_TIMEOUT, NULL, 0);
 }
 
-static int scenario_srao(void)
+/* hybrid: the same with KVM's in-kernel MCA serving the hot path (--hybrid). */
+static int scenario_srao(bool hybrid)
 {
-	static const char *const args[] = {"--cpus", "2", NULL};
+	static const char *const plain[] = {"--cpus", "2", NULL};
+	static const char *const hyb[] = {"--cpus", "2", "--hybrid", NULL};
+	const char *const *args = hybrid ? hyb : plain;
 	char line[1024];
 	char *r;
 	int fd;
@@ -956,7 +959,9 @@ int main(int argc, char **argv)
 	snprintf(events_path, sizeof(events_path), "%s/events", dir);
 
 	if (!strcmp(sc, "srao"))
-		ret = scenario_srao();
+		ret = scenario_srao(false);
+	else if (!strcmp(sc, "srao_hybrid"))
+		ret = scenario_srao(true);
 	else if (!strcmp(sc, "srar"))
 		ret = scenario_srar();
 	else if (!strcmp(sc, "ce"))
