@@ -89,6 +89,8 @@ int vmce_kvm_create(struct vmce_vm *vm, const struct vmce_kvm_config *cfg, struc
 		rc = vmce__kvm_hybrid_setup(k, err);
 		if (rc)
 			goto fail;
+	} else {
+		vmce__kvm_user_setup(k);
 	}
 	rc = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR);
 	if (rc <= 0) {
@@ -171,12 +173,11 @@ int vmce_kvm_vcpu_init(struct vmce_kvm *k, unsigned index, int vcpu_fd, struct k
 	kv->run = run;
 	kv->thread = pthread_self();
 	kv->tid = gettid();
-	if (k->mode == VMCE_KVM_MODE_HYBRID) {
-		rc = vmce__kvm_hybrid_vcpu_init(kv, err);
-		if (rc) {
-			free(kv);
-			return rc;
-		}
+	rc = k->mode == VMCE_KVM_MODE_HYBRID ? vmce__kvm_hybrid_vcpu_init(kv, err)
+					     : vmce__kvm_user_vcpu_init(kv, err);
+	if (rc) {
+		free(kv);
+		return rc;
 	}
 	pthread_mutex_lock(&k->lock);
 	if (k->kvs[index]) {

@@ -51,11 +51,47 @@ int vmce__kvm_set_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t value)
 	return ioctl(kv->fd, KVM_SET_MSRS, m) == 1 ? 0 : -EIO;
 }
 
+static int mce_cap_supported(uint64_t *supported)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = ioctl(fd, KVM_X86_GET_MCE_CAP_SUPPORTED, supported);
+	if (r)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+void vmce__kvm_user_setup(struct vmce_kvm *k)
+{
+	const struct vmce_profile *p = &k->vm->profile;
+	uint64_t supported = 0;
+
+	k->lapic_mcg_cap = 0;
+	if (!(p->caps & VMCE_CAP_CMCI) ||
+	    ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE) < p->banks)
+		return;
+	if (mce_cap_supported(&supported) == 0 && (supported & VMCE_MCG_CMCI_P))
+		k->lapic_mcg_cap = p->banks | VMCE_MCG_CMCI_P;
+}
+
+int vmce__kvm_user_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
+{
+	uint64_t cap = kv->k->lapic_mcg_cap;
+
+	if (cap && ioctl(kv->fd, KVM_X86_SETUP_MCE, &cap))
+		return vmce__fail(err, -errno, "vCPU %u: KVM_X86_SETUP_MCE(0x%llx): %s", kv->index,
+				  (unsigned long long)cap, strerror(errno));
+	return 0;
+}
+
 int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err)
 {
 	const struct vmce_profile *p = &k->vm->profile;
 	uint64_t supported = 0, want = p->banks;
-	int fd, r;
+	int r;
 
 	r = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
 	if (r <= 0)
@@ -64,14 +100,11 @@ int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err)
 		return vmce__fail(err, -ENOTSUP,
 				  "hybrid mode: KVM emulates at most %d banks, the profile has %u",
 				  r, p->banks);
-	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return vmce__fail(err, -errno, "hybrid mode: open /dev/kvm: %s", strerror(errno));
-	r = ioctl(fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &supported);
-	close(fd);
+	r = mce_cap_supported(&supported);
 	if (r)
-		return vmce__fail(err, -errno, "KVM_X86_GET_MCE_CAP_SUPPORTED: %s",
-				  strerror(errno));
+		return vmce__fail(err, r,
+				  "hybrid mode: KVM_X86_GET_MCE_CAP_SUPPORTED on /dev/kvm: %s",
+				  strerror(-r));
 	if (p->caps & VMCE_CAP_CTL)
 		want |= VMCE_MCG_CTL_P;
 	if (p->caps & VMCE_CAP_SER)

@@ -54,6 +54,10 @@ struct vmce_kvm {
 	enum vmce_kvm_mode mode;
 	int kick_signal;
 	uint64_t kernel_mcg_cap; /* hybrid: what KVM_X86_SETUP_MCE gets */
+	/* User-space mode: what KVM_X86_SETUP_MCE gets so that KVM's LAPIC keeps the guest's
+	 * LVT CMCI entry (bank count | CMCI_P, when the profile has CMCI and KVM offers it);
+	 * 0: leave KVM's MCA alone.  KVM's MCA registers are never reached (all filtered). */
+	uint64_t lapic_mcg_cap;
 	uint64_t msr_reasons;
 
 	pthread_mutex_t lock;	    /* vCPU binding, kicks, filter updates */
@@ -76,6 +80,9 @@ bool vmce__kvm_kernel_holds(const struct vmce_kvm *k, uint32_t index);
 
 /* hybrid.c */
 int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err);
+/* User-space mode: choose lapic_mcg_cap (never fails: without it CMCI is not signalled). */
+void vmce__kvm_user_setup(struct vmce_kvm *k);
+int vmce__kvm_user_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err);
 int vmce__kvm_hybrid_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err);
 int vmce__kvm_get_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t *value);
 int vmce__kvm_set_msr(struct vmce_kvm_vcpu *kv, uint32_t index, uint64_t value);

@@ -78,7 +78,7 @@ static int hook_exit(struct tinyvm *tv, void *opaque)
 	return vmce_kvm_handle_exit(t->kv) == VMCE_KVM_EXIT_HANDLED;
 }
 
-int kt_start(struct kt *t, enum kt_mode m, const char *profile)
+static int start(struct kt *t, enum kt_mode m, const char *profile, bool irqchip)
 {
 	struct vmce_vm_config cfg;
 	struct vmce_kvm_config kc;
@@ -94,7 +94,7 @@ int kt_start(struct kt *t, enum kt_mode m, const char *profile)
 		return -1;
 	}
 	t->kernel_cap = kt_closest_cap(&cfg.profile);
-	if (tv_create(&t->tv, KT_MEM, false)) {
+	if (tv_create(&t->tv, KT_MEM, irqchip)) {
 		printf("tinyvm: %s\n", t->tv.err);
 		return -1;
 	}
@@ -128,6 +128,16 @@ int kt_start(struct kt *t, enum kt_mode m, const char *profile)
 		return -1;
 	}
 	return 0;
+}
+
+int kt_start(struct kt *t, enum kt_mode m, const char *profile)
+{
+	return start(t, m, profile, false);
+}
+
+int kt_start_irqchip(struct kt *t, enum kt_mode m, const char *profile)
+{
+	return start(t, m, profile, true);
 }
 
 void kt_stop(struct kt *t)

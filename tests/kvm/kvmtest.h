@@ -36,6 +36,8 @@ const char *kt_mode_name(enum kt_mode m);
 uint64_t kt_closest_cap(const struct vmce_profile *p);
 /* Start a guest; returns 0 or -1 with a message on stdout. */
 int kt_start(struct kt *t, enum kt_mode m, const char *profile);
+/* The same with an in-kernel irqchip (LAPIC): HLT then stays in the kernel. */
+int kt_start_irqchip(struct kt *t, enum kt_mode m, const char *profile);
 void kt_stop(struct kt *t);
 
 /* Run the queued script; returns the stop reason (vmce shutdowns give TV_STOP_HOOK). */

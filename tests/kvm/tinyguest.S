@@ -22,6 +22,7 @@ _start:
 	.quad gp_handler - _start
 	.quad mc_handler - _start
 	.quad bad_handler - _start
+	.quad irq_handler - _start
 
 getarg:
 	mov $P_ARG, %dx
@@ -62,6 +63,8 @@ cmd_loop:
 	je do_load
 	cmp $12, %eax
 	je do_rdmsr_pair
+	cmp $13, %eax
+	je do_store
 	mov $0xff, %eax
 	mov $P_MARK, %dx
 	out %eax, %dx
@@ -188,6 +191,15 @@ do_rdmsr_pair:			/* arg: index -> res: gp, lo1, hi1, lo2, hi2 (back-to-back read
 	call put
 	jmp cmd_loop
 
+do_store:			/* args: address (below 4 GiB), value -> res: 0 */
+	call getarg
+	mov %eax, %r10d
+	call getarg
+	mov %eax, (%r10)
+	xor %eax, %eax
+	call put
+	jmp cmd_loop
+
 do_load:			/* arg: guest-physical address -> res: the 32-bit value there */
 	call getarg
 	mov %eax, %eax
@@ -241,6 +253,17 @@ mc_handler:
 	pop %r8
 	pop %rdx
 	pop %rcx
+	pop %rax
+	iretq
+
+	/* An interrupt (the CMCI vector): marker 0x40, no EOI (the tests raise one). */
+irq_handler:
+	push %rax
+	push %rdx
+	mov $0x40, %eax
+	mov $P_MARK, %dx
+	out %eax, %dx
+	pop %rdx
 	pop %rax
 	iretq
 

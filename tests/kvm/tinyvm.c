@@ -25,6 +25,7 @@
 #define PD	   0x3000u
 #define GDT	   0x4000u
 #define IDT	   0x5000u
+#define PD3	   0x6000u /* the fourth GiB (LAPIC at 0xfee00000) */
 
 static int fail(struct tinyvm *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -122,7 +123,7 @@ int tv_create_vcpu(struct tinyvm *t)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
-	uint64_t off[4], *pt;
+	uint64_t off[5], *pt;
 	int sz;
 
 	if (tinyguest_bin_len + GUEST_BASE > 0x80000 - 0x4000)
@@ -146,15 +147,20 @@ int tv_create_vcpu(struct tinyvm *t)
 	t->gp = GUEST_BASE + off[1];
 	t->mc = GUEST_BASE + off[2];
 	t->bad = GUEST_BASE + off[3];
+	t->irq = GUEST_BASE + off[4];
 
-	/* Identity map of the first GiB with 2 MiB pages. */
+	/* Identity map of the first and the fourth GiB with 2 MiB pages. */
 	pt = (uint64_t *)(t->mem + PML4);
 	pt[0] = PDPT | 3;
 	pt = (uint64_t *)(t->mem + PDPT);
 	pt[0] = PD | 3;
+	pt[3] = PD3 | 3;
 	pt = (uint64_t *)(t->mem + PD);
 	for (uint64_t i = 0; i < 512; i++)
 		pt[i] = (i << 21) | 0x83;
+	pt = (uint64_t *)(t->mem + PD3);
+	for (uint64_t i = 0; i < 512; i++)
+		pt[i] = ((3ull << 30) + (i << 21)) | 0x9b; /* uncached */
 	pt = (uint64_t *)(t->mem + GDT);
 	pt[0] = 0;
 	pt[1] = 0x00af9a000000ffffull; /* 0x08: 64-bit code */
@@ -163,6 +169,7 @@ int tv_create_vcpu(struct tinyvm *t)
 		idt_set(t->mem, v, t->bad);
 	idt_set(t->mem, 13, t->gp);
 	idt_set(t->mem, 18, t->mc);
+	idt_set(t->mem, TV_IRQ_VECTOR, t->irq);
 
 	if (ioctl(t->vcpu_fd, KVM_GET_SREGS, &sregs))
 		return fail(t, "KVM_GET_SREGS");

@@ -3,8 +3,8 @@
  * tinyvm.h - a self-contained harness for tiny KVM guests (tests and benchmarks).
  *
  * One VM, one vCPU, guest RAM at guest-physical 0, the guest binary (tinyguest.S) at 0x10000,
- * started in 64-bit long mode (identity-mapped first GiB, GDT, IDT with #GP, #MC and a catch-all
- * handler).  The guest runs a script of commands that the host queues with tv_cmd(); results,
+ * started in 64-bit long mode (identity map of the first and the fourth GiB, which holds the
+ * LAPIC page; GDT; IDT with #GP, #MC, an interrupt and a catch-all handler).  The guest runs a script of commands that the host queues with tv_cmd(); results,
  * markers and #MC reports come back through port I/O and land in the arrays below.
  */
 #ifndef VMCE_TESTS_TINYVM_H
@@ -30,6 +30,7 @@ enum tv_cmd {
 	TV_LOOP_NOP = 10,   /* index, n -> 0: the same loop without the RDMSRs */
 	TV_LOAD = 11,	    /* gpa -> 32-bit value */
 	TV_RDMSR_PAIR = 12, /* index -> gp, lo1, hi1, lo2, hi2: two back-to-back RDMSRs */
+	TV_STORE = 13, /* address (< 4 GiB, e.g. the LAPIC page), 32-bit value -> 0 */
 	TV_STOP = 0xff,	    /* any unknown command: marker 0xff and hlt */
 };
 
@@ -37,6 +38,8 @@ enum tv_cmd {
 #define TV_MARK_MC_IN  0x18
 #define TV_MARK_MC_OUT 0x19
 #define TV_MARK_BAD    0xee
+#define TV_MARK_IRQ    0x40 /* the interrupt handler (IDT vector TV_IRQ_VECTOR) ran */
+#define TV_IRQ_VECTOR  0x40
 #define TV_MARK_STOP   0xff
 
 #define TV_MAX_SCRIPT  8192
@@ -69,7 +72,7 @@ struct tinyvm {
 	size_t run_size;
 	uint8_t *mem;
 	size_t mem_size;
-	uint64_t entry, gp, mc, bad;
+	uint64_t entry, gp, mc, bad, irq;
 
 	uint32_t script[TV_MAX_SCRIPT];
 	unsigned script_len, script_pos;
