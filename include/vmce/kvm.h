@@ -57,6 +57,14 @@
  * Kicks: an injection from another thread sets the target's kvm_run->immediate_exit and sends
  * the kick signal to the vCPU thread, so that a vCPU inside KVM_RUN (or about to enter it)
  * returns with EINTR and applies the record in its next vmce_kvm_pre_run().
+ * vmce_kvm_pre_run() clears immediate_exit before it looks at the queue; a VMM that uses
+ * immediate_exit for its own kicks checks its own stop flags after vmce_kvm_pre_run(), just
+ * before KVM_RUN, so that none of its kicks is lost.
+ *
+ * CMCI: in user-space mode the backend still gives KVM_X86_SETUP_MCE the bank count and CMCI_P
+ * when the profile has CMCI and KVM offers it (Intel hosts): only then does KVM's LAPIC keep
+ * the guest's LVT CMCI entry.  Where KVM cannot keep it (AMD hosts), a CMCI record stays in the
+ * bank for the guest's poller.
  *
  * Thread safety: vmce_kvm_create()/vmce_kvm_destroy() must not race with other calls on the
  * same backend.  vmce_kvm_vcpu_*() calls that take a struct vmce_kvm_vcpu are for that vCPU's
