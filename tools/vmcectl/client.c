@@ -60,7 +60,7 @@ void client_close(struct client *c)
 	c->fd = -1;
 	free(c->buf);
 	c->buf = NULL;
-	c->len = c->cap = 0;
+	c->len = c->cap = c->consumed = 0;
 }
 
 int client_send(struct client *c, const char *line)
@@ -91,18 +91,18 @@ int client_send(struct client *c, const char *line)
 	return 0;
 }
 
-/* The consumed line's bytes are dropped when the next line is asked for. */
-static size_t consumed;
-
 int client_recv(struct client *c, char **line, size_t *len)
 {
-	if (consumed) {
-		memmove(c->buf, c->buf + consumed, c->len - consumed);
-		c->len -= consumed;
-		consumed = 0;
+	if (c->consumed) {
+		memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
+		c->len -= c->consumed;
+		c->consumed = 0;
 	}
+	size_t scanned = 0; /* bytes known to hold no newline */
+
 	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		char *nl =
+			c->len > scanned ? memchr(c->buf + scanned, '\n', c->len - scanned) : NULL;
 		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
 		ssize_t r;
 		int pr;
@@ -113,9 +113,10 @@ int client_recv(struct client *c, char **line, size_t *len)
 			*len = (size_t)(nl - c->buf);
 			if (*len && c->buf[*len - 1] == '\r')
 				c->buf[--*len] = '\0';
-			consumed = (size_t)(nl - c->buf) + 1;
+			c->consumed = (size_t)(nl - c->buf) + 1;
 			return 1;
 		}
+		scanned = c->len;
 		if (c->len >= CLIENT_MAX_LINE) {
 			fail("a line from %s is longer than %u bytes", c->path, CLIENT_MAX_LINE);
 			return -1;

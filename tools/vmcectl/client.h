@@ -21,6 +21,7 @@ struct client {
 	int timeout_ms; /* -1: wait forever */
 	char *buf;	/* received, not yet consumed */
 	size_t len, cap;
+	size_t consumed; /* bytes of the line last returned, dropped on the next call */
 };
 
 /* Connect to path.  Returns 0, or prints why on stderr and returns EXIT_FAIL. */
