@@ -207,11 +207,11 @@ static const char *const class_names[] = {"srao", "srar", "ucna", "ce", "fatal"}
 static const enum vmce_class class_values[] = {VMCE_CLASS_SRAO, VMCE_CLASS_SRAR, VMCE_CLASS_UCNA,
 					       VMCE_CLASS_CE, VMCE_CLASS_FATAL};
 
-static void inject_one(struct control *c, const struct vmce_host_error *he, struct sbuf *s,
-		       bool first)
+/* Queue one planned error, kick its vCPUs and describe the outcome. */
+static void inject_one(struct control *c, struct vmce_plan *planp, struct sbuf *s, bool first)
 {
 	struct vmm *vm = c->vm;
-	struct vmce_plan plan;
+	struct vmce_plan plan = *planp;
 	struct vmce_err err = {""};
 	char gpa[32] = "null";
 	bool queued = false;
@@ -221,18 +221,6 @@ static void inject_one(struct control *c, const struct vmce_host_error *he, stru
 
 	if (!first)
 		SBUF_LIT(s, ",");
-	r = vmce_plan_error(vm->vmce, he, &plan, &err);
-	if (r) {
-		SBUF_LIT(s, "{\"verdict\":\"refused\",\"class\":");
-		sbuf_json_str(s, vmce_class_name(he->cls));
-		char msg[320];
-
-		snprintf(msg, sizeof(msg), "policy error: %s", err.msg);
-		SBUF_LIT(s, ",\"gpa\":null,\"queued\":false,\"reason\":");
-		sbuf_json_str(s, msg);
-		SBUF_LIT(s, "}");
-		return;
-	}
 	r = vmce_inject(vm->vmce, &plan, &err);
 	if (r == 0) {
 		vmce_kvm_kick_pending(vm->kvm);
@@ -282,6 +270,7 @@ static int do_inject(struct control *c, struct req *r, struct sbuf *s)
 	struct vmm *vm = c->vm;
 	struct json_member *cls_m, *text_m, *status_m;
 	struct vmce_host_error he[MAX_TEXT_RECORDS];
+	struct vmce_plan plans[MAX_TEXT_RECORDS];
 	uint64_t v, cpu = 0;
 	bool present, bcast, lmce;
 	int forms, nrec = 1;
@@ -397,11 +386,24 @@ static int do_inject(struct control *c, struct req *r, struct sbuf *s)
 			 (int)INJ_RATE);
 		return -1;
 	}
+	/* Plan every record first: a description the policy rejects injects nothing. */
+	for (int i = 0; i < nrec; i++) {
+		struct vmce_err err = {""};
+
+		if (vmce_plan_error(vm->vmce, &he[i], &plans[i], &err)) {
+			if (nrec > 1)
+				snprintf(r->err, sizeof(r->err), "policy error: record %d: %s",
+					 i + 1, err.msg);
+			else
+				snprintf(r->err, sizeof(r->err), "policy error: %s", err.msg);
+			return -1;
+		}
+	}
 	SBUF_LIT(s, "{\"ok\":true");
 	put_id(s, r->id);
 	SBUF_LIT(s, ",\"results\":[");
 	for (int i = 0; i < nrec; i++)
-		inject_one(c, &he[i], s, i == 0);
+		inject_one(c, &plans[i], s, i == 0);
 	sbuf_printf(s, "],\"last_seq\":%" PRIu64 "}\n", vmce_events_last_seq(vm->vmce));
 	return 0;
 }
