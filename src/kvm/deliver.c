@@ -25,6 +25,7 @@
 static int inject_mc(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 {
 	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp;
 
 	memset(&ev, 0, sizeof(ev));
 	if (ioctl(kv->fd, KVM_GET_VCPU_EVENTS, &ev))
@@ -46,6 +47,19 @@ static int inject_mc(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 		return vmce__fail(err, -errno, "vCPU %u: KVM_SET_VCPU_EVENTS (#MC): %s", kv->index,
 				  strerror(errno));
 	kv->mc_due = false;
+	/*
+	 * With an in-kernel LAPIC, a vCPU that executed HLT stays halted inside KVM_RUN, and an
+	 * injected exception does not wake it.  A machine check ends HLT on hardware: make the
+	 * vCPU runnable (RIP is already past the HLT).  Without an in-kernel LAPIC, HLT exits to
+	 * user space and the vCPU is never halted in KVM.
+	 */
+	if (ioctl(kv->fd, KVM_GET_MP_STATE, &mp) == 0 && mp.mp_state == KVM_MP_STATE_HALTED) {
+		mp.mp_state = KVM_MP_STATE_RUNNABLE;
+		if (ioctl(kv->fd, KVM_SET_MP_STATE, &mp))
+			return vmce__fail(err, -errno,
+					  "vCPU %u: KVM_SET_MP_STATE (wake for #MC): %s", kv->index,
+					  strerror(errno));
+	}
 	return 1;
 }
 

@@ -164,6 +164,60 @@ static void test_cross_thread_policy(void **state)
 	cross_thread(KT_USER, true);
 }
 
+/* With the in-kernel LAPIC, HLT (here with IF=0, so nothing else can wake it) halts the vCPU
+ * inside KVM_RUN; an #MC injected from another thread must wake it, as on hardware. */
+struct halted {
+	struct kt t;
+	_Atomic int ready;
+	enum tv_stop stop;
+};
+
+static void *halted_thread(void *arg)
+{
+	struct halted *h = arg;
+
+	if (kt_start_irqchip(&h->t, KT_USER, PROFILE)) {
+		h->ready = -1;
+		return NULL;
+	}
+	tv_cmd(&h->t.tv, TV_CLI, 0, 0, 0, 0);
+	tv_cmd(&h->t.tv, TV_HLT, 0, 0, 0, 0);
+	tv_cmd(&h->t.tv, TV_RFLAGS, 0, 0, 0, 0);
+	h->ready = 1;
+	h->stop = kt_run(&h->t);
+	return NULL;
+}
+
+static void test_wakes_halted(void **state)
+{
+	struct halted *h = calloc(1, sizeof(*h));
+	pthread_t th;
+	int waited = 0;
+
+	(void)state;
+	assert_non_null(h);
+	assert_int_equal(pthread_create(&th, NULL, halted_thread, h), 0);
+	while (!h->ready)
+		usleep(1000);
+	assert_int_equal(h->ready, 1);
+	usleep(50000); /* halted inside KVM_RUN */
+	assert_int_equal(kt_inject(&h->t, 1, SRAO, 0x8000, 0x8c, 5), 0);
+	while (h->t.tv.nres == 0 && waited < 2000) {
+		usleep(1000);
+		waited++;
+	}
+	if (h->t.tv.nres == 0) { /* not woken: stop the thread, then fail */
+		h->t.stop = true;
+		vmce_kvm_kick(h->t.k, 0);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(h->stop, TV_STOP_IDLE);
+	assert_int_equal(h->t.tv.nmark, 2);
+	assert_int_equal(h->t.tv.mark[0], TV_MARK_MC_IN);
+	kt_stop(&h->t);
+	free(h);
+}
+
 /* The VMM writes registers between the exit and the next entry: the #MC is still delivered,
  * because the backend injects it in vmce_kvm_pre_run(), after those writes. */
 static void test_survives_set_regs(void **state)
@@ -462,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_cpuid),
 		cmocka_unit_test(test_hybrid_sync),
 		cmocka_unit_test(test_cmci),
+		cmocka_unit_test(test_wakes_halted),
 	};
 
 	if (!tv_kvm_available())

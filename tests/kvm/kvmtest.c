@@ -53,6 +53,8 @@ static int hook_pre_run(struct tinyvm *tv, void *opaque)
 	int rc;
 
 	(void)tv;
+	if (t->stop)
+		return 1;
 	if (!t->kv)
 		return 0;
 	rc = vmce_kvm_pre_run(t->kv, &st, &t->err);

@@ -23,6 +23,7 @@ struct kt {
 	struct vmce_kvm_vcpu *kv;
 	uint64_t kernel_cap; /* MCG_CAP given to KVM_X86_SETUP_MCE (kernel mode and hybrid) */
 	bool shutdown;	     /* vmce shut the guest down */
+	_Atomic bool stop;   /* another thread asks kt_run() to return (then kicks) */
 	char reason[160];
 	unsigned respos; /* results consumed */
 	unsigned mcpos;	 /* #MC reports consumed */

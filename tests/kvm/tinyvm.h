@@ -30,7 +30,7 @@ enum tv_cmd {
 	TV_LOOP_NOP = 10,   /* index, n -> 0: the same loop without the RDMSRs */
 	TV_LOAD = 11,	    /* gpa -> 32-bit value */
 	TV_RDMSR_PAIR = 12, /* index -> gp, lo1, hi1, lo2, hi2: two back-to-back RDMSRs */
-	TV_STORE = 13, /* address (< 4 GiB, e.g. the LAPIC page), 32-bit value -> 0 */
+	TV_STORE = 13,	    /* address (< 4 GiB, e.g. the LAPIC page), 32-bit value -> 0 */
 	TV_STOP = 0xff,	    /* any unknown command: marker 0xff and hlt */
 };
 
