@@ -66,6 +66,8 @@ out_line '^poisoned pages: 0$'
 # SRAO by class: forwarded, the guest offlines the page and goes on.
 expect_ok inject --srao --gpa 0x2000000
 out_line '^record 1: forward +class srao +gpa 0x2000000 +queued$'
+out_line '^  vCPU 0: #MC MCG_STATUS 0x5 bank 1 STATUS 0xbd[0-9a-f]{14} ADDR 0x2000000 MISC 0x8c$'
+out_line '^  vCPU 1: #MC MCG_STATUS 0x5$'
 out_line '^last event: [0-9]+$'
 wait_for "$CONSOLE" "addr=0x2000000 misc=0x8c mcgstatus=0x5 action=offline-page result=recovered" 30
 
@@ -97,6 +99,7 @@ printf 'CPU 1 BANK 1\nSTATUS 0xbc0000000000009f\nADDR 0x2200000\nMISC 0x8c\n' >"
 run inject - <"$TMP/ucna.txt"
 check test "$RC" -eq 0
 out_line '^record 1: forward +class ucna +gpa 0x2200000 +queued$'
+out_line '^  vCPU 1: CMCI bank 1 STATUS 0xbc0000000000009f ADDR 0x2200000 MISC 0x8c$'
 
 # A raw record by options.
 expect_ok inject --status 0x9000000000000000 --gpa 0x1000 --json

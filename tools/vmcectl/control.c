@@ -212,6 +212,30 @@ static int check_inject_text(const char *name, const char *text, size_t len)
 	return 0;
 }
 
+/* What each vCPU receives under a plan (vmce_plan_format_json()'s "vcpus" array). */
+static void print_plan_vcpus(const struct jval *vcpus)
+{
+	for (size_t i = 0; vcpus && vcpus->type == J_ARR && i < vcpus->n; i++) {
+		const struct jval *v = &vcpus->v[i];
+		const char *sig = str_or(v, "signal", "?");
+		uint64_t cpu = 0, bank = 0;
+
+		json_get_u64(v, "cpu", &cpu);
+		printf("  vCPU %llu: %s", (unsigned long long)cpu,
+		       !strcmp(sig, "mc")     ? "#MC"
+		       : !strcmp(sig, "cmci") ? "CMCI"
+		       : !strcmp(sig, "none") ? "load"
+					      : sig);
+		if (!strcmp(sig, "mc"))
+			printf(" MCG_STATUS %s", str_or(v, "mcg_status", "?"));
+		if (json_get_u64(v, "bank", &bank))
+			printf(" bank %llu STATUS %s ADDR %s MISC %s", (unsigned long long)bank,
+			       str_or(v, "status", "?"), str_or(v, "addr", "?"),
+			       str_or(v, "misc", "?"));
+		printf("\n");
+	}
+}
+
 static void print_inject_result(const struct jval *r, size_t i)
 {
 	const struct jval *gpa = json_get(r, "gpa");
@@ -222,6 +246,7 @@ static void print_inject_result(const struct jval *r, size_t i)
 	       str_or(r, "class", "?"), gpa && gpa->type == J_STR ? gpa->s : "none",
 	       queued ? "queued" : "not queued");
 	printf("  reason: %s\n", str_or(r, "reason", "-"));
+	print_plan_vcpus(json_get(json_get(r, "plan"), "vcpus"));
 }
 
 int cmd_inject(int argc, char **argv)
