@@ -89,11 +89,16 @@ int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vm
 	struct vmce_poison_set *ps = &vm->pol->poison;
 	size_t n = 0, cap = 0;
 
+	size_t queued = 0;
+
 	memset(img, 0, sizeof(*img));
 	img->profile = vm->profile;
 	img->nr_vcpus = vm->nr_vcpus;
-	img->vcpus = calloc(vm->nr_vcpus, sizeof(*img->vcpus));
-	img->pending = calloc((size_t)vm->nr_vcpus * VMCE_VCPU_QUEUE_LEN, sizeof(*img->pending));
+	/* Queues only shrink while the caller holds inject_lock: this count is an upper bound. */
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		queued += atomic_load_explicit(&vm->vcpus[i].qcount, memory_order_acquire);
+	img->vcpus = malloc(vm->nr_vcpus * sizeof(*img->vcpus));
+	img->pending = malloc((queued ? queued : 1) * sizeof(*img->pending));
 	if (!img->vcpus || !img->pending)
 		goto nomem;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
@@ -104,7 +109,7 @@ int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vm
 		vmce_vcpu_get_state(v, &img->vcpus[i].st);
 		img->vcpus[i].started = vmce_vcpu_started(v);
 		nq = vmce__vcpu_queue_snapshot(v, q, VMCE_VCPU_QUEUE_LEN);
-		for (size_t k = 0; k < nq; k++) {
+		for (size_t k = 0; k < nq && img->nr_pending < queued; k++) {
 			img->pending[img->nr_pending].vcpu = i;
 			img->pending[img->nr_pending++].q = q[k];
 		}
