@@ -93,7 +93,7 @@ static void *vcpu_thread(void *arg)
 		return NULL;
 	}
 	tv_cmd(&x->t.tv, TV_STI, 0, 0, 0, 0);
-	tv_cmd(&x->t.tv, TV_SPIN, 1, 200000, 0, 0); /* about 0.5 s of emulated guest time */
+	tv_cmd(&x->t.tv, TV_SPIN, 1, 400000, 0, 0); /* about 1 s of emulated guest time */
 	x->ready = 1;
 	x->stop = kt_run(&x->t);
 	return NULL;

@@ -168,7 +168,7 @@ static void test_ao_any_thread(void **state)
 	struct vt *x;
 
 	(void)state;
-	x = launch(200000, false, 0, NULL, &th);
+	x = launch(400000, false, 0, NULL, &th);
 	assert_int_equal(send_sigbus(gettid(), BUS_MCEERR_AO, x->t.tv.mem + 0x2ff000), 0);
 	/* 1, or 0 when the vCPU thread's own poll got there first */
 	assert_true(vmce_kvm_sigbus_process(x->t.k, &lost) <= 1);
