@@ -18,6 +18,12 @@ for c in synth decode profile inject status events quit; do
 	expect_ok "$c" -h
 	out_line "^Usage: vmcectl $c"
 done
+# Help texts fit in 80 columns.
+for c in "" synth decode profile inject status events quit; do
+	run $c --help
+	CHECKS=$((CHECKS + 1))
+	awk 'length > 79 { exit 1 }' "$OUT" || bad "a line of 'vmcectl $c --help' is longer than 79"
+done
 # No command: the usage on stderr, exit 2.
 run
 check test "$RC" -eq 2

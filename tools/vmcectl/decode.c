@@ -18,22 +18,23 @@
 static const char decode_help[] =
 	"Usage: vmcectl decode [OPTIONS] STATUS\n"
 	"\n"
-	"Decode a machine-check bank status value (MCi_STATUS, hexadecimal, 0x optional): every\n"
-	"architectural bit and field, the MCA error code with its architectural meaning, the\n"
-	"error class and the severity Linux's #MC handler would assign.\n"
+	"Decode a machine-check bank status value (MCi_STATUS, hexadecimal, 0x\n"
+	"optional): every architectural bit and field, the MCA error code with its\n"
+	"architectural meaning, the error class and the severity Linux's #MC handler\n"
+	"would assign.\n"
 	"\n"
 	"Options:\n"
-	"  --vendor intel|amd  bit layout and severity rules to use (default intel)\n"
-	"  --mcg-status HEX    also decode MCG_STATUS, and grade the record with it (without\n"
-	"                      it, 0x5 MCIP|RIPV is assumed, 0x7 with AR)\n"
+	"  --vendor intel|amd  bit layout and severity rules (default intel)\n"
+	"  --mcg-status HEX    also decode MCG_STATUS, and grade the record with it\n"
+	"                      (default: 0x5 MCIP|RIPV assumed, 0x7 with AR)\n"
 	"  --no-ser            Intel: grade as for a CPU without MCG_SER_P\n"
-	"  --succor            AMD: grade as for a guest that sees SUCCOR (recoverable MCA)\n"
+	"  --succor            AMD: grade as for a guest that sees SUCCOR\n"
 	"  --json              print one JSON object\n"
 	"  -h, --help          show this help\n"
 	"\n"
 	"Examples:\n"
-	"  vmcectl decode 0xbd0000000000017a                 an SRAO (L3 explicit writeback)\n"
-	"  vmcectl decode 0xbd80000000000134 --mcg-status 7  an SRAR (data load)\n";
+	"  vmcectl decode 0xbd0000000000017a                  SRAO, L3 writeback\n"
+	"  vmcectl decode 0xbd80000000000134 --mcg-status 7   SRAR, data load\n";
 
 #define ST_VAL	  VMCE_MCI_STATUS_VAL
 #define ST_OVER	  VMCE_MCI_STATUS_OVER

@@ -36,14 +36,13 @@ static void usage(FILE *f)
 	      f);
 	for (size_t i = 0; i < 3; i++)
 		fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
-	fputs("\nCommands for a running 'vmce-vm --control SOCKET' (--socket PATH or "
-	      "$VMCE_SOCKET):\n",
+	fputs("\nCommands for a running 'vmce-vm --control SOCKET' (the socket: --socket PATH\n"
+	      "or $VMCE_SOCKET):\n",
 	      f);
 	for (size_t i = 3; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
 		fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
-	fputs("\n'vmcectl COMMAND --help' describes a command.  Exit status: 0 success, 1 "
-	      "failure,\n"
-	      "2 usage error.  See vmcectl(1).\n",
+	fputs("\n'vmcectl COMMAND --help' describes a command.  Exit status: 0 success,\n"
+	      "1 failure, 2 usage error.  See vmcectl(1).\n",
 	      f);
 }
 
