@@ -36,6 +36,7 @@ static void usage(FILE *f)
 		"  --events-log FILE    append every vmce event as a JSON line to FILE\n"
 		"  --timeout SECONDS    stop the guest after that long (exit status 6)\n"
 		"  --hybrid             let KVM's in-kernel MCA serve the hot path\n"
+		"  --fatal POLICY       errors fatal to the guest: shutdown (default) or log-only\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"Exit status: 0 guest exit 0 or quit, 1 VMM error, 2 usage, 3 guest panic,\n"
@@ -155,6 +156,7 @@ int main(int argc, char **argv)
 		{"events-log", required_argument, NULL, 'e'},
 		{"timeout", required_argument, NULL, 't'},
 		{"hybrid", no_argument, NULL, 'H'},
+		{"fatal", required_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -241,6 +243,18 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			vm->hybrid = true;
+			break;
+		case 'F':
+			if (!strcmp(optarg, "shutdown")) {
+				vm->fatal = VMCE_FATAL_SHUTDOWN;
+			} else if (!strcmp(optarg, "log-only")) {
+				vm->fatal = VMCE_FATAL_LOG_ONLY;
+			} else {
+				fprintf(stderr,
+					"vmce-vm: --fatal %s: expected shutdown or log-only\n",
+					optarg);
+				return VMM_EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			usage(stdout);

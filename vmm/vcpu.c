@@ -253,6 +253,7 @@ int vmm_setup(struct vmm *vm)
 	vmce_vm_config_default(&cfg);
 	cfg.profile = vm->profile;
 	cfg.nr_vcpus = vm->nr_vcpus;
+	cfg.fatal = vm->fatal;
 	if (vmce_vm_create(&cfg, &vm->vmce, &err)) {
 		fprintf(stderr, "vmce-vm: vmce: %s\n", err.msg);
 		return -1;

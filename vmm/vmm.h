@@ -58,6 +58,7 @@ struct vmm {
 	const char *events_log_path;
 	double timeout;
 	bool hybrid;
+	enum vmce_fatal_policy fatal;
 
 	/* KVM. */
 	int kvm_fd, vm_fd;

@@ -6,8 +6,8 @@
  *
  *   vmce-e2e VMCE_VM SCENARIO [SECONDS]
  *
- * Scenarios: srao, srao_hybrid, srar, ce, outside, nested, nobroadcast, nobroadcast_text,
- * broadcast4, lmce, image, elf, console, fuzz.
+ * Scenarios: srao, srao_hybrid, srar, ce, outside, fatal, fatal_log_only, nested, nobroadcast,
+ * nobroadcast_text, broadcast4, lmce, image, elf, console, fuzz.
  * Exit 0 pass, 1 fail, 77 skip (no usable /dev/kvm).
  */
 #include <elf.h>
@@ -570,6 +570,39 @@ static int scenario_outside(void)
 	return 0;
 }
 
+/* An error fatal to the guest: shut down (exit 4, reason logged), or with --fatal log-only
+ * logged while the guest keeps running. */
+static int scenario_fatal(bool log_only)
+{
+	static const char *const plain[] = {"--cpus", "2", NULL};
+	static const char *const logonly[] = {"--cpus", "2", "--fatal", "log-only", NULL};
+	char *r, *e;
+	int fd;
+
+	boot(log_only ? logonly : plain, 2);
+	fd = ctl_connect();
+	r = ctl(fd, "{\"cmd\":\"inject\",\"class\":\"fatal\",\"cpu\":1}");
+	expect(r, "\"verdict\":\"fatal\"", "fatal");
+	free(r);
+	if (events_count("\"kind\":\"fatal\"", NULL) < 1)
+		fail("the event log has no fatal event");
+	if (log_only) {
+		assert_alive_after();
+		quit_vm(fd);
+	} else {
+		if (wait_exit(STEP_TIMEOUT) != 4)
+			fail("vmce-vm exited with %d, expected 4 (shut down by vmce)", vm_status);
+		e = slurp(stderr_path);
+		if (!strstr(e, "vmce-vm: guest stopped: vmce shut the guest down on vCPU 1: "))
+			fail("stderr does not log the shutdown with its reason");
+		free(e);
+		if (events_count("\"kind\":\"vm-exit\"", "\"status\":4") != 1)
+			fail("the event log has no vm-exit line with status 4");
+	}
+	close(fd);
+	return 0;
+}
+
 static int scenario_nested(void)
 {
 	static const char *const args[] = {"--cpus", "2", NULL};
@@ -864,7 +897,8 @@ static size_t mutate(char *out, size_t cap)
 static int scenario_fuzz(double seconds)
 {
 	char path[320];
-	const char *args[] = {"--cpus", "2", "--image", path, NULL};
+	/* log-only: a mutation that happens to describe a fatal error must not end the run. */
+	const char *args[] = {"--cpus", "2", "--image", path, "--fatal", "log-only", NULL};
 	enum { NCONN = 4 };
 	static char buf[20000];
 	int fds[NCONN], check;
@@ -968,6 +1002,10 @@ int main(int argc, char **argv)
 		ret = scenario_ce();
 	else if (!strcmp(sc, "outside"))
 		ret = scenario_outside();
+	else if (!strcmp(sc, "fatal"))
+		ret = scenario_fatal(false);
+	else if (!strcmp(sc, "fatal_log_only"))
+		ret = scenario_fatal(true);
 	else if (!strcmp(sc, "nested"))
 		ret = scenario_nested();
 	else if (!strcmp(sc, "nobroadcast"))
