@@ -142,15 +142,15 @@ static int parse_keyval(const char *tok, const char *key, const char *val, long 
 	return 0;
 }
 
-/* A token with a byte outside printable ASCII: name the token (non-printables shown as '?'),
- * its position and the byte. */
+/* A token with a space or a byte outside printable ASCII: name the token (non-printable bytes
+ * shown as '?'), its position and the byte. */
 static int bad_char(const char *tok, const char *c, unsigned pos, struct vmce_err *err)
 {
 	char shown[PROFILE_TEXT_MAX + 1];
 	size_t n = 0;
 
 	for (const char *t = tok; *t && n < PROFILE_TEXT_MAX; t++)
-		shown[n++] = (*t > ' ' && *t <= '~') ? *t : '?';
+		shown[n++] = (*t >= ' ' && *t <= '~') ? *t : '?';
 	shown[n] = '\0';
 	return vmce__fail(err, -EINVAL, "token %u '%s' contains byte 0x%02x (space or control)",
 			  pos + 1, shown, (unsigned)(unsigned char)*c);
