@@ -130,6 +130,27 @@ jq_is '.mcacod_name' BUSL1_RES_RD_OTHER_NOTIMEOUT_ERR
 expect_ok decode 0x8000000000002000 --json
 jq_is '.mcacod_type' unknown
 
+# MCi_MISC: the address granularity and mode, and whether Linux can act on the address
+# (design §5: an SRAR needs MISCV and ADDRV with MISC 0x8c, physical mode, LSB 12).
+expect_ok decode 0xbd80000000000134 --mcg-status 7 --misc 0x8c
+out_line '^MCi_MISC 0x8c: address LSB 12 \(bits 5:0\), address mode 2 \(bits 8:6\): physical address$'
+out_line '^address: +usable: '
+expect_ok decode 0xbd80000000000134 --misc 0x8c --json
+jq_is '[.misc.addr_lsb, .misc.addr_mode, .misc.usable_address] | map(tostring) | join(",")' \
+	12,2,true
+expect_ok decode 0xbd80000000000134 --misc 0x4c --json
+jq_is '.misc.addr_mode_text' 'linear address'
+jq_is '.misc.usable_address' false
+expect_ok decode 0xbd80000000000134 --misc 0x8d --json
+jq_is '.misc.why | test("above 12")' true
+expect_ok decode 0xb980000000000134 --misc 0x8c --json
+jq_is '.misc.why' 'ADDRV clear'
+expect_ok decode 0xb580000000000134 --misc 0x8c --json
+jq_is '.misc.why | startswith("MISCV clear")' true
+expect_ok decode 0xbd80000000000134 --json
+jq_is '.misc' null
+expect_usage "--misc: 'x' is not a hexadecimal value" decode --misc x 0x1
+
 # MCG_STATUS with LMCES, and reserved bits named.
 expect_ok decode 0xbd80000000000134 --mcg-status 0xf
 out_line '^MCG_STATUS 0xf: RIPV EIPV MCIP LMCES$'

@@ -27,6 +27,8 @@ static const char decode_help[] =
 	"  --vendor intel|amd  bit layout and severity rules (default intel)\n"
 	"  --mcg-status HEX    also decode MCG_STATUS, and grade the record with it\n"
 	"                      (default: 0x5 MCIP|RIPV assumed, 0x7 with AR)\n"
+	"  --misc HEX          also decode MCi_MISC (address granularity and mode) and\n"
+	"                      say whether Linux can act on the address\n"
 	"  --no-ser            Intel: grade as for a CPU without MCG_SER_P\n"
 	"  --succor            AMD: grade as for a guest that sees SUCCOR\n"
 	"  --json              print one JSON object\n"
@@ -437,10 +439,49 @@ const char *status_summary(uint64_t status, int vendor, char *buf, size_t len)
 }
 
 struct decode_args {
-	uint64_t status, mcg;
-	bool has_mcg, json, ser, succor;
+	uint64_t status, mcg, misc;
+	bool has_mcg, has_misc, json, ser, succor;
 	int vendor;
 };
+
+static const char *addr_mode_text(unsigned mode)
+{
+	static const char *const modes[8] = {"segment offset",
+					     "linear address",
+					     "physical address",
+					     "memory address",
+					     NULL,
+					     NULL,
+					     NULL,
+					     "generic"};
+
+	return modes[mode & 7] ? modes[mode & 7] : "reserved";
+}
+
+/* Whether Linux takes MCi_ADDR as a page it can act on (offline, poison), and if not why. */
+static bool usable_address(const struct decode_args *a, const char **why)
+{
+	*why = "";
+	if (!(a->status & ST_ADDRV)) {
+		*why = "ADDRV clear";
+		return false;
+	}
+	if (a->vendor == VMCE_VENDOR_AMD)
+		return true;
+	if (!(a->status & ST_MISCV)) {
+		*why = "MISCV clear: the address's granularity is unknown";
+		return false;
+	}
+	if ((a->misc & 0x3f) > 12) {
+		*why = "the address LSB is above 12 (coarser than a page)";
+		return false;
+	}
+	if (((a->misc >> 6) & 7) != 2) {
+		*why = "the address mode is not physical (2)";
+		return false;
+	}
+	return true;
+}
 
 static void print_human(const struct decode_args *a)
 {
@@ -489,6 +530,18 @@ static void print_human(const struct decode_args *a)
 	if (a->has_mcg)
 		printf("MCG_STATUS 0x%llx: %s\n", (unsigned long long)a->mcg,
 		       mcg_status_names(a->mcg, mcgn, sizeof(mcgn)));
+	if (a->has_misc) {
+		const char *why;
+		bool ok = usable_address(a, &why);
+
+		printf("MCi_MISC 0x%llx: address LSB %u (bits 5:0), address mode %u (bits 8:6): "
+		       "%s\n",
+		       (unsigned long long)a->misc, (unsigned)(a->misc & 0x3f),
+		       (unsigned)((a->misc >> 6) & 7), addr_mode_text((unsigned)(a->misc >> 6)));
+		printf("address:   %s%s%s\n",
+		       ok ? "usable: Linux can act on the page" : "not usable", ok ? "" : ": ",
+		       why);
+	}
 	printf("class:     %s: %s\n", cls, ctext);
 	if (a->vendor == VMCE_VENDOR_AMD) {
 		gu = grade_amd(st, a->mcg, a->succor, CTX_USER);
@@ -559,6 +612,20 @@ static void print_json(const struct decode_args *a)
 	json_bool("MCIP", a->mcg & VMCE_MCG_STATUS_MCIP, &first);
 	json_bool("LMCES", a->mcg & VMCE_MCG_STATUS_LMCES, &first);
 	printf(",\"reserved\":\"0x%llx\"}", (unsigned long long)(a->mcg & ~0xfull));
+	if (a->has_misc) {
+		const char *why;
+		bool ok = usable_address(a, &why);
+
+		printf(",\"misc\":{\"value\":\"0x%llx\",\"addr_lsb\":%u,\"addr_mode\":%u,"
+		       "\"addr_mode_text\":\"%s\",\"usable_address\":%s,\"why\":",
+		       (unsigned long long)a->misc, (unsigned)(a->misc & 0x3f),
+		       (unsigned)((a->misc >> 6) & 7), addr_mode_text((unsigned)(a->misc >> 6)),
+		       ok ? "true" : "false");
+		json_put_string(stdout, why);
+		printf("}");
+	} else {
+		printf(",\"misc\":null");
+	}
 	for (int i = 0; i < 2; i++) {
 		enum ctx c = i ? CTX_KERNEL : CTX_USER;
 
@@ -572,11 +639,12 @@ static void print_json(const struct decode_args *a)
 	printf("}}}\n");
 }
 
-enum { OPT_VENDOR = 256, OPT_MCG, OPT_NOSER, OPT_SUCCOR, OPT_JSON };
+enum { OPT_VENDOR = 256, OPT_MCG, OPT_MISC, OPT_NOSER, OPT_SUCCOR, OPT_JSON };
 
 static const struct option decode_opts[] = {
 	{"vendor", required_argument, NULL, OPT_VENDOR},
 	{"mcg-status", required_argument, NULL, OPT_MCG},
+	{"misc", required_argument, NULL, OPT_MISC},
 	{"no-ser", no_argument, NULL, OPT_NOSER},
 	{"succor", no_argument, NULL, OPT_SUCCOR},
 	{"json", no_argument, NULL, OPT_JSON},
@@ -609,6 +677,10 @@ int cmd_decode(int argc, char **argv)
 		case OPT_MCG:
 			rc = opt_hex("--mcg-status", optarg, &a.mcg);
 			a.has_mcg = true;
+			break;
+		case OPT_MISC:
+			rc = opt_hex("--misc", optarg, &a.misc);
+			a.has_misc = true;
 			break;
 		case OPT_NOSER:
 			no_ser = true;
