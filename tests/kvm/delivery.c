@@ -169,6 +169,7 @@ static void test_cross_thread_policy(void **state)
 struct halted {
 	struct kt t;
 	_Atomic int ready;
+	_Atomic bool done;
 	enum tv_stop stop;
 };
 
@@ -185,6 +186,7 @@ static void *halted_thread(void *arg)
 	tv_cmd(&h->t.tv, TV_RFLAGS, 0, 0, 0, 0);
 	h->ready = 1;
 	h->stop = kt_run(&h->t);
+	h->done = true;
 	return NULL;
 }
 
@@ -202,11 +204,11 @@ static void test_wakes_halted(void **state)
 	assert_int_equal(h->ready, 1);
 	usleep(50000); /* halted inside KVM_RUN */
 	assert_int_equal(kt_inject(&h->t, 1, SRAO, 0x8000, 0x8c, 5), 0);
-	while (h->t.tv.nres == 0 && waited < 2000) {
+	while (!h->done && waited < 2000) {
 		usleep(1000);
 		waited++;
 	}
-	if (h->t.tv.nres == 0) { /* not woken: stop the thread, then fail */
+	if (!h->done) { /* not woken: stop the thread, then fail */
 		h->t.stop = true;
 		vmce_kvm_kick(h->t.k, 0);
 	}
