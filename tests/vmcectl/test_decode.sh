@@ -30,7 +30,8 @@ jq_is '.class' srao
 jq_is '.mcacod' 0x017a
 jq_is '.mcacod_type' cache
 jq_is '.mcacod_name' GCACHEL2_EVICT_ERR
-jq_is '[.bits.VAL,.bits.OVER,.bits.UC,.bits.EN,.bits.MISCV,.bits.ADDRV,.bits.PCC,.bits.S,.bits.AR] | map(tostring) | join(",")' \
+jq_is '[.bits | .VAL, .OVER, .UC, .EN, .MISCV, .ADDRV, .PCC, .S, .AR] |
+	map(tostring) | join(",")' \
 	true,false,true,true,true,true,false,true,false
 jq_is '.mcg_status.value' 0x5
 jq_is '.mcg_status.assumed' true
@@ -133,7 +134,8 @@ jq_is '.mcacod_type' unknown
 # MCi_MISC: the address granularity and mode, and whether Linux can act on the address
 # (design §5: an SRAR needs MISCV and ADDRV with MISC 0x8c, physical mode, LSB 12).
 expect_ok decode 0xbd80000000000134 --mcg-status 7 --misc 0x8c
-out_line '^MCi_MISC 0x8c: address LSB 12 \(bits 5:0\), address mode 2 \(bits 8:6\): physical address$'
+out_line '^MCi_MISC 0x8c: address LSB 12 \(bits 5:0\), address mode 2 \(bits 8:6\): physical '\
+'address$'
 out_line '^address: +usable: '
 expect_ok decode 0xbd80000000000134 --misc 0x8c --json
 jq_is '[.misc.addr_lsb, .misc.addr_mode, .misc.usable_address] | map(tostring) | join(",")' \

@@ -6,7 +6,8 @@
 # The record of vCPU N in the plan on stdout, as "signal mcg_status bank status addr misc".
 rec() {
 	jq -r --argjson n "$1" '.vcpus[] | select(.cpu == $n) |
-		"\(.signal) \(.mcg_status) \(.bank // "-") \(.status // "-") \(.addr // "-") \(.misc // "-")"' "$OUT"
+		"\(.signal) \(.mcg_status) \(.bank // "-") \(.status // "-") " +
+		"\(.addr // "-") \(.misc // "-")"' "$OUT"
 }
 
 # MCACOD (bits 15:0) of a status, in hex.
