@@ -46,12 +46,21 @@ bool tv_kvm_available(void)
 {
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
+	int api;
+
 	if (fd < 0) {
 		printf("SKIP: /dev/kvm is not usable here (%s): the KVM tests need it\n",
 		       strerror(errno));
 		return false;
 	}
+	api = ioctl(fd, KVM_GET_API_VERSION, 0);
 	close(fd);
+	if (api != KVM_API_VERSION) {
+		printf("SKIP: /dev/kvm does not answer as KVM (API version %d): the KVM tests need "
+		       "it\n",
+		       api);
+		return false;
+	}
 	return true;
 }
 
