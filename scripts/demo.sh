@@ -15,7 +15,11 @@ BUILD=${BUILD:-build}
 JOBS=${JOBS:-2}
 START=$(date +%s)
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+	say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n==> %s\n' "$*"; }
+fi
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 command -v jq >/dev/null || die "jq is needed (apt-get install jq)"
