@@ -246,12 +246,64 @@ static void test_malformed(void **state)
 	assert_int_equal(e[0].addr, 0x1000);
 }
 
+/* Random token soups and random bytes: never a crash, and every rejection names its line. */
+static void test_random_inputs(void **state)
+{
+	static const char *const vocab[] = {"CPU",	 "MCE",	      "STATUS",
+					    "MCGSTATUS", "BANK",      "ADDR",
+					    "MISC",	 "RIP",	      "NOBROADCAST",
+					    "UC",	 "EN",	      "VAL",
+					    "S",	 "AR",	      "SRAO",
+					    "SRAR",	 "UCNA",      "RIPV",
+					    "EIPV",	 "MCIP",      "LMCES",
+					    "0x17a",	 "0",	      "1",
+					    "077",	 "0x",	      "99999999999999999999",
+					    ":",	 "<",	      ">",
+					    "{",	 "}",	      "#c\n",
+					    "\n",	 "MACHINE",   "CHECK",
+					    "EXCEPTION", "PROCESSOR", "foo",
+					    "$",	 "\t"};
+	struct vmce_host_error e[8];
+	struct vmce_err err;
+	char buf[512];
+	unsigned seed = 12345;
+
+	(void)state;
+	for (unsigned iter = 0; iter < 4000; iter++) {
+		size_t len = 0;
+		unsigned ntok;
+		int rc;
+
+		seed = seed * 1103515245u + 12345u;
+		ntok = (seed >> 16) % 40;
+		for (unsigned k = 0; k < ntok && len + 32 < sizeof(buf); k++) {
+			const char *w;
+
+			seed = seed * 1103515245u + 12345u;
+			if (iter % 4 == 3) {
+				buf[len++] = (char)(seed >> 16); /* raw bytes, NUL included */
+				continue;
+			}
+			w = vocab[(seed >> 16) % (sizeof(vocab) / sizeof(vocab[0]))];
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s ", w);
+		}
+		memset(&err, 0, sizeof(err));
+		rc = vmce_parse_inject_text(buf, len, VMCE_ADDR_GPA, e, 8, &err);
+		if (rc < 0) {
+			assert_int_equal(rc, -EINVAL);
+			assert_true(strncmp(err.msg, "line ", 5) == 0);
+		} else {
+			assert_true(rc <= 8);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mce_test_srao_srar), cmocka_unit_test(test_several_records),
 		cmocka_unit_test(test_panic_line_and_rip), cmocka_unit_test(test_parse_then_plan),
-		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_malformed),	   cmocka_unit_test(test_random_inputs),
 	};
 
 	return cmocka_run_group_tests_name("policy_parse", tests, NULL, NULL);
