@@ -310,8 +310,17 @@ int main(int argc, char **argv)
 
 		while (!atomic_load(&vm->stopped)) {
 			struct timespec ts = {0, 100 * 1000 * 1000};
+			uint64_t lost = 0;
 			int sig = sigtimedwait(&sigs, NULL, &ts);
 
+			/* Host memory errors reported as BUS_MCEERR_AO land in vmce's ring; vCPU
+			 * threads process it before each entry, but halted vCPUs may not run. */
+			vmce_kvm_sigbus_process(vm->kvm, &lost);
+			if (lost)
+				fprintf(stderr,
+					"vmce-vm: %" PRIu64 " host memory-error signal(s) lost "
+					"(ring full)\n",
+					lost);
 			if (sig == SIGINT || sig == SIGTERM)
 				vmm_stop(vm, VMM_EXIT_SIGNAL, "stopped by %s",
 					 sig == SIGINT ? "SIGINT" : "SIGTERM");
