@@ -92,11 +92,23 @@ static void on_event(const struct vmce_event *ev, void *opaque)
 	char buf[1024];
 
 	if (vm->events_log) {
-		vmce_event_format_json(ev, buf, sizeof(buf));
-		pthread_mutex_lock(&vm->out_lock);
-		fprintf(vm->events_log, "%s\n", buf);
-		fflush(vm->events_log);
-		pthread_mutex_unlock(&vm->out_lock);
+		int n = vmce_event_format_json(ev, buf, sizeof(buf));
+		char *line = buf;
+
+		/* A reason full of escaped bytes may not fit: format it again, whole. */
+		if (n >= (int)sizeof(buf)) {
+			line = malloc((size_t)n + 1);
+			if (line)
+				vmce_event_format_json(ev, line, (size_t)n + 1);
+		}
+		if (line && n > 0) {
+			pthread_mutex_lock(&vm->out_lock);
+			fprintf(vm->events_log, "%s\n", line);
+			fflush(vm->events_log);
+			pthread_mutex_unlock(&vm->out_lock);
+		}
+		if (line != buf)
+			free(line);
 	}
 	if (ev->kind == VMCE_EVENT_FATAL)
 		fprintf(stderr,
