@@ -29,7 +29,7 @@ GUEST_MAP="0x0:0x$(printf '%x' $((GUEST_MEM_MB * 1024 * 1024)))"
 # path; >= 14: QEMU allows broadcast).  AMD flavour: family 6, whose bank 0 Linux disables.
 CPU_INTEL="qemu64,vendor=GenuineIntel,family=6,model=85,stepping=4,+mce,+mca"
 CPU_AMD="qemu64,vendor=AuthenticAMD,family=6,model=8,stepping=1,+mce,+mca"
-KERNEL_ARGS="console=ttyS0 mce=print_all quiet panic=-1 nokaslr audit=0 tsc=reliable"
+KERNEL_ARGS="console=ttyS0 mce=print_all quiet panic=-1 nokaslr audit=0 tsc=reliable no_timer_check"
 BOOT_TIMEOUT=${VMCE_LINUX_BOOT_TIMEOUT:-90}
 WAIT_TIMEOUT=${VMCE_LINUX_WAIT_TIMEOUT:-30}
 # MCi_STATUS bits 63:52 (the top three hex digits): UC 61, PCC 57, S 56, AR 55 (bit 3 of
@@ -175,9 +175,9 @@ cleanup() {
 	done
 }
 
-# The console without carriage returns, from line MARK on.
+# The console's complete lines without carriage returns, from line MARK on.
 console() {
-	tail -n "+$MARK" "$RUN/console.log" | tr -d '\r'
+	head -n "$(wc -l <"$RUN/console.log")" "$RUN/console.log" | tail -n "+$MARK" | tr -d '\r'
 }
 
 fail() {
@@ -350,16 +350,38 @@ plan_commands() {
 $extra"
 }
 
+# deliver [user]: inject the plan's records.  With "user", the target vCPU is first stopped
+# in user mode (an action-required error is raised by the consuming instruction, which is the
+# victim's load): the VM is paused, and resumed for a moment until `info registers` shows
+# CS 0x33 on the target; the records are injected while it is paused and the #MC is the first
+# thing the vCPU takes when it resumes (QEMU checks #MC before interrupts).
 deliver() {
 	plan_commands
 	[ -n "$CMDS" ] || fail "the plan delivers nothing: $PLAN"
-	printf '%s\n' "$CMDS" | while IFS= read -r c; do
-		printf '%s\n' "$c" >&5
-	done 5>"$RUN/cmds"
+	printf '%s\n' "$CMDS" >"$RUN/cmds"
+	[ "${1:-}" != user ] || stop_in_user "$(jplan .target)"
 	while IFS= read -r c; do
 		monitor "$c"
 		check_monitor_quiet "$c"
 	done <"$RUN/cmds"
+	[ "${1:-}" != user ] || monitor cont
+}
+
+stop_in_user() {
+	monitor "cpu $1"
+	tries=0
+	while :; do
+		monitor stop
+		monitor "info registers"
+		cs=$(printf '%s\n' "$MON_OUT" | sed -n 's/^CS =\([0-9a-f]*\) .*/\1/p')
+		rip=$(printf '%s\n' "$MON_OUT" | sed -n 's/^RIP=\([0-9a-f]*\) .*/\1/p')
+		[ "$cs" != 0033 ] || break
+		tries=$((tries + 1))
+		[ "$tries" -lt 100 ] || fail "vCPU $1 not seen in user mode in 100 tries (CS $cs)"
+		monitor cont
+		sleep 0.05
+	done
+	say "vCPU $1 paused in user mode (CS 0x33, RIP 0x$rip) after $tries resume(s)"
 }
 
 # QEMU prints nothing for an accepted `mce`; anything else (bank disabled, invalid status) is
@@ -441,7 +463,7 @@ scenario_srar_victim() {
 	start_victim
 	plan --vcpus 1 --map "$GUEST_MAP" --srar --gpa "$VICTIM_GPA" --cpu 0
 	mark
-	deliver
+	deliver user
 	expect 'VMCE-PROBE SIGBUS si_code=[0-9]+ si_addr=0x[0-9a-f]+'
 	sigbus=$MATCH
 	code=$(printf '%s\n' "$sigbus" | sed 's/.*si_code=\([0-9]*\).*/\1/')
@@ -450,10 +472,12 @@ scenario_srar_victim() {
 	[ $((addr >> 12)) = $((VICTIM_VA >> 12)) ] ||
 		fail "the victim's SIGBUS names $addr, outside its page $VICTIM_VA"
 	expect 'VMCE-GUEST VICTIM-EXIT status=42'
+	expect "mce: Uncorrected hardware memory error in user-access at ${VICTIM_GPA#0x}"
+	ua=$MATCH
 	expect_recovered "$VICTIM_GPA"
 	reject 'Kernel panic' "the guest panicked"
 	alive
-	record "$sigbus; $RECOVERED_LINE; guest answered $MATCH"
+	record "$ua; $sigbus; $RECOVERED_LINE; guest answered $MATCH"
 }
 
 scenario_srao_smp_broadcast() {
