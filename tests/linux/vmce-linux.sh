@@ -331,7 +331,8 @@ plan_commands() {
 	if [ "$(jplan .broadcast)" = true ]; then
 		bad=$(jplan --argjson t "$target" '.vcpus[] | select(.cpu != $t) |
 			select(has("bank") or .signal != "mc" or
-			((.mcg_status | ltrimstr("0x") | ascii_downcase) != "5")) | .cpu')
+			((.mcg_status | ascii_downcase | ltrimstr("0x") | sub("^0+"; "")) != "5")) |
+			.cpu')
 		[ -z "$bad" ] ||
 			fail "bystander vCPU(s) $bad differ from QEMU's broadcast (MCIP|RIPV): $PLAN"
 		[ "$others" = $((nr - 1)) ] ||
