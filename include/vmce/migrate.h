@@ -25,8 +25,13 @@
  *     r.outcome == VMCE_MIGRATION_ABORTED:     (policy VMCE_MIGRATION_ABORT) cancel; the guest
  *                                              keeps running here and gets the errors here
  *
- * and on the destination: vmce_vm_create() with the profile this host can back (or the one
- * vmce_stream_profile() reports), vmce_restore(), and run the vCPUs only if it returned 0.
+ * and on the destination: vmce_stream_profile() gives the guest's profile;
+ * vmce_restore_check() with the widest profile this host can back says whether it can take the
+ * guest (and why not); vmce_vm_create() with the guest's profile, attach the backend,
+ * vmce_restore(), and run the vCPUs only if it returned 0.  (Restoring into a VM created with a
+ * wider profile also works and switches the VM to the guest's profile, but a backend attached
+ * before the restore, e.g. the KVM hybrid mode's in-kernel MCG_CAP, would keep the wider one:
+ * attach backends after such a restore.)
  *
  * Thread safety: vmce_save() needs the vCPUs paused (no vCPU thread inside a vmce call) and may
  * run concurrently with injections (it takes the injection lock, so a plan is in the stream

@@ -27,7 +27,7 @@
 
 #define PROFILE "intel,banks=2,ser,tes,cmci"
 
-static struct vmce_vm *vm_new(void)
+static struct vmce_vm *vm_n(unsigned nr_vcpus)
 {
 	struct vmce_vm_config cfg;
 	struct vmce_vm *vm = NULL;
@@ -35,7 +35,7 @@ static struct vmce_vm *vm_new(void)
 
 	vmce_vm_config_default(&cfg);
 	assert_int_equal(vmce_profile_parse(PROFILE, &cfg.profile, &err), 0);
-	cfg.nr_vcpus = 1;
+	cfg.nr_vcpus = nr_vcpus;
 	assert_int_equal(vmce_vm_create(&cfg, &vm, &err), 0);
 	assert_int_equal(vmce_memmap_add(vm, 0, 64 << 20, 0x7f0000000000ull, VMCE_NO_HPA, &err), 0);
 	return vm;
@@ -53,6 +53,11 @@ static int srao(struct vmce_vm *vm, uint64_t gpa)
 	e.status = VMCE_MCI_STATUS_VAL | VMCE_MCI_STATUS_UC | VMCE_MCI_STATUS_EN |
 		   VMCE_MCI_STATUS_S | VMCE_MCI_STATUS_ADDRV | VMCE_MCI_STATUS_MISCV | 0x17a;
 	return vmce_handle_error(vm, &e, NULL, &err);
+}
+
+static struct vmce_vm *vm_new(void)
+{
+	return vm_n(1);
 }
 
 /* Run the guest on vm: apply everything queued; count #MCs that carried an address, check each
@@ -328,6 +333,58 @@ static void test_concurrent_resend(void **state)
 	printf("concurrent: %u errors carried, %u resends\n", carried, resends);
 }
 
+/* A broadcast plan is in a stream whole or not at all: with 4 vCPUs and injections racing the
+ * saves, every vCPU of the destination gets exactly r.forwarded #MCs (one record, three
+ * bystanders each time). */
+static void *injector4(void *arg)
+{
+	struct vmce_vm *vm = arg;
+
+	for (unsigned i = 0; i < 8; i++) {
+		nanosleep(&(struct timespec){0, 200000}, NULL);
+		if (srao(vm, (0x200 + i) << 12))
+			abort();
+	}
+	return NULL;
+}
+
+static void test_broadcast_atomic(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 20; round++) {
+		struct vmce_vm *src = vm_n(4), *dst = vm_n(4);
+		struct vmce_migration_result r;
+		pthread_t t;
+
+		assert_int_equal(vmce_migration_begin(src, NULL), 0);
+		assert_int_equal(pthread_create(&t, NULL, injector4, src), 0);
+		do {
+			struct vmce_err err;
+
+			send_state(src, dst);
+			nanosleep(&(struct timespec){0, 300000}, NULL);
+			assert_int_equal(vmce_migration_end(src, VMCE_MIGRATION_RESEND, &r, &err),
+					 0);
+		} while (r.outcome != VMCE_MIGRATION_COMPLETE);
+		pthread_join(t, NULL);
+		for (unsigned i = 0; i < 4; i++) {
+			struct vmce_vcpu *v = vmce_vm_vcpu(dst, i);
+			struct vmce_delivery d;
+			unsigned mcs = 0;
+
+			while (vmce_vcpu_deliver(v, true, &d)) {
+				assert_int_equal(d.action, VMCE_ACTION_MC);
+				mcs++;
+				vmce_wrmsr(v, VMCE_MSR_MCi_STATUS(1), 0);
+				vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0);
+			}
+			assert_int_equal(mcs, r.forwarded);
+		}
+		vmce_vm_destroy(src);
+		vmce_vm_destroy(dst);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,6 +397,7 @@ int main(void)
 		cmocka_unit_test(test_destination_fails),
 		cmocka_unit_test(test_misuse),
 		cmocka_unit_test(test_concurrent_resend),
+		cmocka_unit_test(test_broadcast_atomic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
