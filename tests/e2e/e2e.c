@@ -901,8 +901,8 @@ static int scenario_fuzz(double seconds)
 	const char *args[] = {"--cpus", "2", "--image", path, "--fatal", "log-only", NULL};
 	enum { NCONN = 4 };
 	static char buf[20000];
-	int fds[NCONN], check;
-	uint64_t sent = 0, lines = 0;
+	int fds[NCONN], check, lazy;
+	uint64_t sent = 0, lines = 0, partial = 0;
 	double end, next_check;
 	char *r;
 
@@ -912,9 +912,35 @@ static int scenario_fuzz(double seconds)
 	start_vm(args);
 	wait_console("flat: ready", NULL, 1, BOOT_TIMEOUT, NULL, 0);
 	unlink(path);
+	/* Connection flood: at most 8 at once, the others are told so and closed. */
+	{
+		int flood[10], refused = 0;
+
+		for (int i = 0; i < 10; i++)
+			flood[i] = ctl_connect();
+		for (int i = 0; i < 10; i++) {
+			struct pollfd p = {flood[i], POLLIN, 0};
+
+			if (poll(&p, 1, 200) == 1) {
+				char *l = read_line(flood[i], 1);
+
+				refused += l && strstr(l, "too many control connections (limit 8)");
+				free(l);
+			}
+		}
+		for (int i = 0; i < 10; i++)
+			close(flood[i]);
+		if (refused != 2)
+			fail("%d of 10 connections were refused, expected 2", refused);
+		usleep(100000); /* let the VMM see the closes */
+	}
 	for (int i = 0; i < NCONN; i++)
 		fds[i] = ctl_connect();
 	check = ctl_connect();
+	/* A follower that never reads what it is sent. */
+	lazy = ctl_connect();
+	if (send_all(lazy, "{\"cmd\":\"events\",\"follow\":true}\n", 32))
+		fail("cannot start the lazy follower");
 	end = now_s() + seconds;
 	next_check = now_s() + 1;
 	while (now_s() < end) {
@@ -942,6 +968,12 @@ static int scenario_fuzz(double seconds)
 			fail("vmce-vm died under fuzzing (status %d) after %" PRIu64 " lines",
 			     vm_status, sent);
 		if (now_s() > next_check) {
+			/* A client that sends half a request and vanishes. */
+			int half = ctl_connect();
+
+			(void)send_all(half, "{\"cmd\":\"inje", 12);
+			close(half);
+			partial++;
 			r = ctl(check, "{\"cmd\":\"status\"}");
 			expect(r, "\"ok\":true", "status during fuzzing");
 			expect(r, "\"state\":\"running\"", "status during fuzzing");
@@ -952,13 +984,15 @@ static int scenario_fuzz(double seconds)
 	r = ctl(check, "{\"cmd\":\"status\"}");
 	expect(r, "\"ok\":true", "status after fuzzing");
 	free(r);
-	printf("fuzz: %" PRIu64 " lines sent in %.0f s, %" PRIu64 " response lines read\n", sent,
-	       seconds, lines);
+	printf("fuzz: %" PRIu64 " lines sent in %.0f s, %" PRIu64 " response lines read, %" PRIu64
+	       " half requests\n",
+	       sent, seconds, lines, partial);
 	if (lines == 0)
 		fail("no response to any fuzz line");
 	for (int i = 0; i < NCONN; i++)
 		close(fds[i]);
 	quit_vm(check);
+	close(lazy);
 	close(check);
 	return 0;
 }
