@@ -99,6 +99,7 @@ say "Booting a 2-vCPU guest: vmce-vm --cpus 2 (profile intel,banks=2,ser,tes,cmc
 "$VM" --cpus 2 --control "$CTL" --events-log "$EVENTS" --console-file "$CONSOLE" \
 	--console-prefix "    guest | " --timeout 120 2>"$TMP/stderr" &
 VMPID=$!
+wait_console '^mce: init cpu=0 ' 60 >/dev/null
 wait_console '^mce: init cpu=1 ' 60 >/dev/null
 WORK=$(wait_console '^workload: start cpu=[0-9]+ page=0x' 60)
 
