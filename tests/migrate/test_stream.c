@@ -216,8 +216,8 @@ static void test_truncation(void **state)
 			fail();
 		}
 	}
-	/* restore of a truncated stream leaves the destination as it was (every offset). */
-	for (size_t n = 0; n < g_len; n += 1 + n / 8)
+	/* Restoring a truncated stream leaves the destination as it was (every offset). */
+	for (size_t n = 0; n < g_len; n++)
 		expect_refused(g_stream, n, -EINVAL, "header.");
 	/* Trailing data after a valid stream. */
 	{
