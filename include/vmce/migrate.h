@@ -230,6 +230,12 @@ VMCE_API int vmce_level_descs(const struct vmce_host_desc *hosts, size_t n,
 /* The notes as text, one "field: text" line each.  Returns the length needed, like snprintf. */
 VMCE_API int vmce_level_format(const struct vmce_level_result *r, char *buf, size_t len);
 
+/* The result as one JSON object (no newline):
+ *   {"profile":"intel,banks=8,ser,tes,ctl","notes":[{"field":"banks","hosts":"b",
+ *    "text":"..."},...]}
+ * Returns the length needed, like snprintf. */
+VMCE_API int vmce_level_format_json(const struct vmce_level_result *r, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

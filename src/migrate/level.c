@@ -555,3 +555,48 @@ int vmce_level_format(const struct vmce_level_result *r, char *buf, size_t len)
 				      "%s: %s\n", r->notes[i].field, r->notes[i].text);
 	return (int)n;
 }
+
+/* Append s as a JSON string (the notes hold printable ASCII only). */
+static size_t json_str(char *buf, size_t len, size_t n, const char *s)
+{
+	n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0, "\"");
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0,
+					      "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0,
+					      "\\u%04x", (unsigned char)*s);
+		else
+			n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0, "%c",
+					      *s);
+	}
+	return n + (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0, "\"");
+}
+
+int vmce_level_format_json(const struct vmce_level_result *r, char *buf, size_t len)
+{
+	char prof[128];
+	size_t n;
+
+	if (buf && len)
+		buf[0] = '\0';
+	vmce_profile_format(&r->profile, prof, sizeof(prof));
+	n = (size_t)snprintf(buf, len, "{\"profile\":");
+	n = json_str(buf, len, n, prof);
+	n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0, ",\"notes\":[");
+	for (size_t i = 0; i < r->nr_notes && i < VMCE_LEVEL_MAX_NOTES; i++) {
+		n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0,
+				      "%s{\"field\":", i ? "," : "");
+		n = json_str(buf, len, n, r->notes[i].field);
+		n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0,
+				      ",\"hosts\":");
+		n = json_str(buf, len, n, r->notes[i].hosts);
+		n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0,
+				      ",\"text\":");
+		n = json_str(buf, len, n, r->notes[i].text);
+		n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0, "}");
+	}
+	n += (size_t)snprintf(n < len ? buf + n : NULL, n < len ? len - n : 0, "]}");
+	return (int)n;
+}

@@ -168,6 +168,30 @@ static void test_level_pool(void **state)
 	assert_non_null(strstr(text, "lmce: dropped: hosts b,c cannot back it\n"));
 	printf("%s", text);
 
+	{
+		static const char *quoted[] = {
+			"{\"name\":\"q\\\"1\\\\\",\"vendor\":\"intel\",\"max_banks\":2,"
+			"\"caps\":[\"ser\"]}",
+		};
+		char json[4096];
+		int len = vmce_level_format_json(&r, json, sizeof(json));
+
+		assert_int_equal(len, (int)strlen(json));
+		assert_non_null(
+			strstr(json, "{\"profile\":\"intel,banks=8,ser,tes,ctl\",\"notes\":[{"));
+		assert_non_null(strstr(json, "{\"field\":\"lmce\",\"hosts\":\"b,c\",\"text\":"
+					     "\"dropped: hosts b,c cannot back it\"}"));
+		assert_int_equal(json[len - 1], '}');
+		/* Truncation reports the length needed and stays terminated. */
+		assert_int_equal(vmce_level_format_json(&r, json, 10), len);
+		assert_int_equal(strlen(json), 9);
+		/* Host names are escaped. */
+		assert_int_equal(vmce_level_hosts(quoted, 1, NULL, &r, &err), 0);
+		vmce_level_format_json(&r, json, sizeof(json));
+		assert_non_null(strstr(json, "\"hosts\":\"q\\\"1\\\\\""));
+		assert_int_equal(vmce_level_hosts(pool3, 3, NULL, &r, &err), 0);
+	}
+
 	/* The default profile as the wish: 2 banks, ser, tes, cmci; c has no cmci. */
 	vmce_profile_default(&want);
 	assert_int_equal(vmce_level_hosts(pool3, 3, &want, &r, &err), 0);
