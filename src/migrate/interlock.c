@@ -136,9 +136,13 @@ int vmce_migration_end(struct vmce_vm *vm, enum vmce_migration_policy policy,
 		return vmce__fail(err, -EINVAL, "vmce_migration_end: unknown policy %d",
 				  (int)policy);
 	m = vm->mig;
+	/* The injection lock first: an injection queues its records and notes them under it, so
+	 * none can sit on a queue after the last save without being counted here. */
+	pthread_mutex_lock(&vm->inject_lock);
 	pthread_mutex_lock(&m->lock);
 	if (!m->active) {
 		pthread_mutex_unlock(&m->lock);
+		pthread_mutex_unlock(&vm->inject_lock);
 		return vmce__fail(err, -EINVAL, "vmce_migration_end: no migration in progress");
 	}
 	r.forwarded = m->forwarded_during;
@@ -172,6 +176,7 @@ int vmce_migration_end(struct vmce_vm *vm, enum vmce_migration_policy policy,
 	if (r.outcome != VMCE_MIGRATION_RESEND_STATE)
 		m->active = false;
 	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&vm->inject_lock);
 	vmce__log_event(vm, VMCE_EVENT_MIGRATION, VMCE_CLASS_AUTO, -1, false, 0, NULL, r.reason);
 	if (res)
 		*res = r;
