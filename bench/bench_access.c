@@ -72,8 +72,8 @@ int main(int argc, char **argv)
 				uint64_t e;
 
 				if (timed_loop(&vms[m], BV_LOOP_NONE, iters[m], &none, NULL) ||
-				    timed_loop(&vms[m], op ? BV_LOOP_WRMSR : BV_LOOP_RDMSR, iters[m],
-					       &acc, &e))
+				    timed_loop(&vms[m], op ? BV_LOOP_WRMSR : BV_LOOP_RDMSR,
+					       iters[m], &acc, &e))
 					goto out;
 				cost[op][m][r] = (acc - none) / iters[m];
 				exits[op][m] = e;
@@ -87,7 +87,8 @@ int main(int argc, char **argv)
 		for (int m = 0; m < NIMPL; m++) {
 			med[op][m] = bv_median(cost[op][m], reps);
 			rmed[op][m] = bv_median(ratio[op][m], reps);
-			printf("{\"bench\":\"access\",\"op\":\"%s\",\"msr\":\"0x%x\",\"impl\":\"%s\","
+			printf("{\"bench\":\"access\",\"op\":\"%s\",\"msr\":\"0x%x\",\"impl\":\"%"
+			       "s\","
 			       "\"us_per_access\":%.3f,\"msr_exits_per_access\":%.3f,"
 			       "\"ratio_to_kvm_in_kernel\":%.2f,\"iterations\":%u,\"reps\":%u}\n",
 			       ops[op], MSR, bv_impl_name((enum bv_impl)m), med[op][m],
@@ -108,9 +109,10 @@ int main(int argc, char **argv)
 	for (int op = 0; op < 2; op++) {
 		if (exits[op][BV_USER] != iters[BV_USER] || exits[op][BV_KERNEL] ||
 		    exits[op][BV_HYBRID]) {
-			fprintf(stderr, "%s: unexpected MSR exit counts %" PRIu64 "/%" PRIu64
-				"/%" PRIu64 "\n", ops[op], exits[op][0], exits[op][1],
-				exits[op][2]);
+			fprintf(stderr,
+				"%s: unexpected MSR exit counts %" PRIu64 "/%" PRIu64 "/%" PRIu64
+				"\n",
+				ops[op], exits[op][0], exits[op][1], exits[op][2]);
 			rc = 1;
 		}
 	}

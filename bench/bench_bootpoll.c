@@ -110,7 +110,8 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("\nLinux's MCA init at boot and one poll, per vCPU (median of %u interleaved "
-	       "repetitions)\n", reps);
+	       "repetitions)\n",
+	       reps);
 	printf("| phase | configuration | host us | MSR exits | all exits | guest reads | guest "
 	       "writes | vmce-2 / this |\n|---|---|---|---|---|---|---|---|\n");
 	for (int w = 0; w < 2; w++)
@@ -118,8 +119,7 @@ int main(int argc, char **argv)
 			printf("| %s | %s | %.1f | %" PRIu64 " | %" PRIu64 " | %" PRIu64
 			       " | %" PRIu64 " | %.2f |\n",
 			       what[w], cfgs[m].name, us[w][m][0], cnt[w][m].msr_exits,
-			       cnt[w][m].exits, cnt[w][m].reads, cnt[w][m].writes,
-			       ratio[w][m][0]);
+			       cnt[w][m].exits, cnt[w][m].reads, cnt[w][m].writes, ratio[w][m][0]);
 	rc = 0;
 out:
 	for (int m = 0; m < NCFG; m++)

@@ -107,11 +107,13 @@ int main(int argc, char **argv)
 
 			med[vi][m] = bv_median(us[m], reps);
 			rmed[vi][m] = bv_median(ratio[m], reps);
-			printf("{\"bench\":\"event\",\"vcpus\":%u,\"config\":\"%s\",\"impl\":\"%s\","
+			printf("{\"bench\":\"event\",\"vcpus\":%u,\"config\":\"%s\",\"impl\":\"%"
+			       "s\","
 			       "\"banks\":%u,\"host_us\":%.1f,\"msr_exits\":%" PRIu64
 			       ",\"exits\":%" PRIu64 ",\"guest_msr_reads\":%" PRIu64
 			       ",\"guest_msr_writes\":%" PRIu64 ",\"guest_msr_accesses\":%" PRIu64
-			       ",\"mc_handlers\":%" PRIu64 ",\"vmce_over_this\":%.2f,\"reps\":%u}\n",
+			       ",\"mc_handlers\":%" PRIu64
+			       ",\"vmce_over_this\":%.2f,\"reps\":%u}\n",
 			       v, cfgs[m].name, bv_impl_name(cfgs[m].impl), cfgs[m].banks,
 			       med[vi][m], d->msr_exits, d->exits, d->reads, d->writes,
 			       d->reads + d->writes, d->mc, rmed[vi][m], reps);
@@ -119,7 +121,7 @@ int main(int argc, char **argv)
 		for (int m = 0; m < NCFG; m++)
 			bv_destroy(&vms[m]);
 		continue;
-fail:
+	fail:
 		for (int m = 0; m < NCFG; m++)
 			if (vms[m].nr)
 				bv_destroy(&vms[m]);

@@ -167,7 +167,8 @@ int main(int argc, char **argv)
 		       reps);
 	}
 	printf("\nSIGBUS (BUS_MCEERR_AR) on the vCPU thread to the guest's #MC handler (median of"
-	       " %u interleaved samples)\n", reps);
+	       " %u interleaved samples)\n",
+	       reps);
 	printf("| implementation | SIGBUS to handler us | KVM_RUN round trip us | ratio |\n"
 	       "|---|---|---|---|\n");
 	for (int m = 0; m < NIMPL; m++)

@@ -18,12 +18,12 @@
 #define MCG_CTL_P (1ull << 8)
 #define MCG_SER_P (1ull << 24)
 
-#define ST_VAL	 (1ull << 63)
-#define ST_UC	 (1ull << 61)
-#define ST_EN	 (1ull << 60)
-#define ST_MISCV (1ull << 59)
-#define ST_ADDRV (1ull << 58)
-#define ST_S	 (1ull << 56)
+#define ST_VAL	  (1ull << 63)
+#define ST_UC	  (1ull << 61)
+#define ST_EN	  (1ull << 60)
+#define ST_MISCV  (1ull << 59)
+#define ST_ADDRV  (1ull << 58)
+#define ST_S	  (1ull << 56)
 
 double bv_now_us(void)
 {
@@ -171,8 +171,8 @@ static void *vcpu_thread(void *arg)
 	struct bvm *b = c->bvm;
 	int rc = 0;
 
-	if (b->k && vmce_kvm_vcpu_init(b->k, c->index, c->tv->vcpu_fd, c->tv->run, &c->kv,
-				       &b->err)) {
+	if (b->k &&
+	    vmce_kvm_vcpu_init(b->k, c->index, c->tv->vcpu_fd, c->tv->run, &c->kv, &b->err)) {
 		fprintf(stderr, "vmce_kvm_vcpu_init: %s\n", b->err.msg);
 		rc = -1;
 	}
@@ -409,7 +409,8 @@ int bv_inject_srao(struct bvm *b, uint64_t gpa)
 			m.mcg_status = 5; /* MCIP | RIPV */
 			if (i == 0) {
 				m.bank = b->banks > 9 ? 9 : 1;
-				m.status = ST_VAL | ST_UC | ST_EN | ST_MISCV | ST_ADDRV | ST_S | 0xc0;
+				m.status =
+					ST_VAL | ST_UC | ST_EN | ST_MISCV | ST_ADDRV | ST_S | 0xc0;
 				m.addr = gpa;
 				m.misc = 0x8c;
 			} else {
@@ -417,7 +418,8 @@ int bv_inject_srao(struct bvm *b, uint64_t gpa)
 				m.status = ST_VAL | ST_UC;
 			}
 			if (ioctl(b->vcpu[i].tv->vcpu_fd, KVM_X86_SET_MCE, &m)) {
-				fprintf(stderr, "KVM_X86_SET_MCE vCPU %u: %s\n", i, strerror(errno));
+				fprintf(stderr, "KVM_X86_SET_MCE vCPU %u: %s\n", i,
+					strerror(errno));
 				return -1;
 			}
 		}

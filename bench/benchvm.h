@@ -23,8 +23,13 @@
 #define BV_P_BENCH   0xe8
 
 /* benchguest.S commands */
-enum { BV_CMD_HLT = 3, BV_CMD_LOOP = 0x20, BV_CMD_BOOT = 0x23, BV_CMD_POLL = 0x24,
-       BV_CMD_LOOP_OUT = 0x25 };
+enum {
+	BV_CMD_HLT = 3,
+	BV_CMD_LOOP = 0x20,
+	BV_CMD_BOOT = 0x23,
+	BV_CMD_POLL = 0x24,
+	BV_CMD_LOOP_OUT = 0x25
+};
 enum { BV_LOOP_NONE = 0, BV_LOOP_RDMSR = 1, BV_LOOP_WRMSR = 2 };
 
 enum bv_impl { BV_KERNEL = 0, BV_USER = 1, BV_HYBRID = 2 };

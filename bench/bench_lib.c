@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench_lib: the library's own costs, without KVM.
+ *  - vmce_rdmsr / vmce_wrmsr over a mixed sequence of the MSRs Linux touches;
+ *  - vmce_inject of a planned memory error (4 vCPUs, broadcast), records drained in between;
+ *  - vmce_plan_error (policy synthesis) over a mix of SRAO, SRAR, UCNA and corrected errors;
+ *  - poisoned-page set insert and lookup (hit, miss) at 10^3 .. 10^6 pages;
+ *  - state stream encode (vmce_save) and decode (vmce_restore) per vCPU.
+ * Default: times them (ns per call).  --callgrind: a fixed, short run for
+ * valgrind --tool=callgrind, printing how many calls of each function it made, so that
+ * bench/run.sh can divide callgrind's inclusive instruction counts by them.
+ * --smoke: tiny counts.  One JSON object per result, then a table.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <vmce/migrate.h>
+#include <vmce/policy.h>
+#include <vmce/vmce.h>
+
+#define MEM_SIZE	(1ull << 30)
+#define MEM_HVA		0x7f0000000000ull
+#define CG_STREAM_VCPUS 16
+
+static unsigned n_calls_rd, n_calls_wr, n_calls_inject, n_calls_plan, n_calls_save, n_calls_restore;
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static struct vmce_vm *make_vm(unsigned vcpus, size_t max_poison)
+{
+	struct vmce_vm_config cfg;
+	struct vmce_vm *vm;
+	struct vmce_err err;
+
+	vmce_vm_config_default(&cfg);
+	if (vmce_profile_parse("intel,banks=2,ser,tes,cmci", &cfg.profile, &err))
+		goto fail;
+	cfg.nr_vcpus = vcpus;
+	cfg.max_poisoned_pages = max_poison;
+	if (vmce_vm_create(&cfg, &vm, &err) ||
+	    vmce_memmap_add(vm, 0, MEM_SIZE, MEM_HVA, VMCE_NO_HPA, &err))
+		goto fail;
+	return vm;
+fail:
+	fprintf(stderr, "vmce: %s\n", err.msg);
+	exit(1);
+}
+
+static void result(const char *op, const char *param, double ns, double calls)
+{
+	printf("{\"bench\":\"lib\",\"op\":\"%s\",\"param\":\"%s\",\"ns_per_call\":%.1f,"
+	       "\"calls\":%.0f}\n",
+	       op, param, ns, calls);
+}
+
+/* A mixed sequence: what Linux's #MC handler, poller and init touch (7 reads, 5 writes). */
+static const struct {
+	bool wr;
+	uint32_t msr;
+	uint64_t val;
+} seq[] = {
+	{false, VMCE_MSR_MCG_STATUS, 0},	  {false, VMCE_MSR_MCi_STATUS(0), 0},
+	{false, VMCE_MSR_MCi_STATUS(1), 0},	  {false, VMCE_MSR_MCi_ADDR(1), 0},
+	{false, VMCE_MSR_MCi_MISC(1), 0},	  {true, VMCE_MSR_MCi_STATUS(1), 0},
+	{true, VMCE_MSR_MCG_STATUS, 0},		  {false, VMCE_MSR_MCG_CAP, 0},
+	{true, VMCE_MSR_MCi_CTL(1), ~0ull},	  {false, VMCE_MSR_MCi_CTL2(1), 0},
+	{true, VMCE_MSR_MCi_CTL2(1), 0x40000001}, {true, VMCE_MSR_MCi_ADDR(1), 0},
+};
+#define SEQ_LEN (sizeof(seq) / sizeof(seq[0]))
+
+static void bench_msr(unsigned rounds, double *ns_rd, double *ns_wr)
+{
+	struct vmce_vm *vm = make_vm(1, 0);
+	struct vmce_vcpu *v = vmce_vm_vcpu(vm, 0);
+	double t_rd = 0, t_wr = 0;
+	uint64_t sink = 0;
+	unsigned nrd = 0, nwr = 0;
+
+	for (unsigned r = 0; r < rounds; r++) {
+		/* time reads and writes of one round separately (batches of the same kind) */
+		double t0 = now_ns();
+
+		for (unsigned i = 0; i < SEQ_LEN; i++) {
+			uint64_t x;
+
+			if (!seq[i].wr) {
+				vmce_rdmsr(v, seq[i].msr, &x);
+				sink += x;
+				nrd++;
+			}
+		}
+		double t1 = now_ns();
+
+		for (unsigned i = 0; i < SEQ_LEN; i++) {
+			if (seq[i].wr) {
+				vmce_wrmsr(v, seq[i].msr, seq[i].val);
+				nwr++;
+			}
+		}
+		double t2 = now_ns();
+
+		t_rd += t1 - t0;
+		t_wr += t2 - t1;
+	}
+	if (sink == 1)
+		printf("#\n");
+	n_calls_rd += nrd;
+	n_calls_wr += nwr;
+	*ns_rd = t_rd / nrd;
+	*ns_wr = t_wr / nwr;
+	vmce_vm_destroy(vm);
+}
+
+static void plan_error(struct vmce_vm *vm, unsigned i, struct vmce_host_error *e)
+{
+	vmce_host_error_init(e);
+	e->addr_kind = VMCE_ADDR_HVA;
+	e->addr = MEM_HVA + 0x100000ull + 0x1000ull * (i % 200000);
+	e->addr_lsb = 12;
+	switch (i % 4) {
+	case 0:
+		e->origin = VMCE_ORIGIN_SIGBUS_AO;
+		break;
+	case 1:
+		e->origin = VMCE_ORIGIN_SIGBUS_AR;
+		e->vcpu = (int)(i % vmce_vm_nr_vcpus(vm));
+		break;
+	case 2: /* UCNA: UC, S=0 */
+		e->origin = VMCE_ORIGIN_HOST_MCE;
+		e->addr_kind = VMCE_ADDR_GPA;
+		e->addr = 0x100000ull + 0x1000ull * (i % 1000);
+		e->status = 0xac0000000000009full; /* VAL UC EN ADDRV, no S */
+		e->misc = 0x8c;
+		break;
+	default: /* corrected */
+		e->origin = VMCE_ORIGIN_HOST_MCE;
+		e->addr_kind = VMCE_ADDR_GPA;
+		e->addr = 0x100000ull;
+		e->status = 0x8c0000000000009full; /* VAL EN ADDRV */
+		e->misc = 0x8c;
+		break;
+	}
+}
+
+static double bench_plan(unsigned n)
+{
+	struct vmce_vm *vm = make_vm(4, 0);
+	struct vmce_plan plan;
+	struct vmce_host_error e[4];
+	struct vmce_err err;
+	double t0, t;
+
+	for (unsigned i = 0; i < 4; i++)
+		plan_error(vm, i, &e[i]);
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++)
+		if (vmce_plan_error(vm, &e[i % 4], &plan, &err) < 0) {
+			fprintf(stderr, "vmce_plan_error: %s\n", err.msg);
+			exit(1);
+		}
+	t = now_ns() - t0;
+	n_calls_plan += n;
+	vmce_vm_destroy(vm);
+	return t / n;
+}
+
+/* Drain a vCPU as the backend and the guest would: deliver, then the guest clears. */
+static void drain(struct vmce_vm *vm)
+{
+	for (unsigned i = 0; i < vmce_vm_nr_vcpus(vm); i++) {
+		struct vmce_vcpu *v = vmce_vm_vcpu(vm, i);
+		struct vmce_delivery d;
+
+		while (vmce_vcpu_pending(v)) {
+			vmce_vcpu_deliver(v, true, &d);
+			vmce_wrmsr(v, VMCE_MSR_MCi_STATUS(1), 0);
+			vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0);
+		}
+	}
+}
+
+static double bench_inject(unsigned n)
+{
+	struct vmce_vm *vm = make_vm(4, 1u << 20);
+	struct vmce_host_error e;
+	struct vmce_plan plan;
+	struct vmce_err err;
+	double t = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		double t0;
+
+		plan_error(vm, i * 4, &e); /* SRAO at a new page, broadcast */
+		if (vmce_plan_error(vm, &e, &plan, &err) < 0)
+			goto fail;
+		t0 = now_ns();
+		if (vmce_inject(vm, &plan, &err) < 0)
+			goto fail;
+		t += now_ns() - t0;
+		drain(vm);
+	}
+	n_calls_inject += n;
+	n_calls_plan += n;
+	vmce_vm_destroy(vm);
+	return t / n;
+fail:
+	fprintf(stderr, "inject: %s\n", err.msg);
+	exit(1);
+}
+
+static uint64_t page_of(uint64_t i)
+{
+	/* a bijection on 30-bit page numbers: scattered, distinct pages; never page 0 */
+	return ((((i + 1) * 0x9E3779B1ull) & ((1ull << 30) - 1)) | (1ull << 30)) << 12;
+}
+
+static void bench_poison(unsigned n, double *ins, double *hit, double *miss)
+{
+	struct vmce_vm *vm = make_vm(1, n);
+	struct vmce_err err;
+	unsigned found = 0;
+	double t0;
+
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++)
+		if (vmce_poison_add(vm, page_of(i), &err)) {
+			fprintf(stderr, "vmce_poison_add: %s\n", err.msg);
+			exit(1);
+		}
+	*ins = (now_ns() - t0) / n;
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++)
+		found += vmce_poison_contains(vm, page_of(i));
+	*hit = (now_ns() - t0) / n;
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++)
+		found -= vmce_poison_contains(vm, page_of((uint64_t)n + i));
+	*miss = (now_ns() - t0) / n;
+	if (found != n || vmce_poison_count(vm) != n) {
+		fprintf(stderr, "poisoned-page set: wrong contents\n");
+		exit(1);
+	}
+	vmce_vm_destroy(vm);
+}
+
+static void bench_stream(unsigned vcpus, unsigned reps, double *enc, double *dec, size_t *len)
+{
+	struct vmce_vm *a = make_vm(vcpus, 0), *b = make_vm(vcpus, 0);
+	struct vmce_err err;
+	double te = 0, td = 0;
+
+	for (unsigned i = 0; i < vcpus; i++) { /* some non-reset state in every vCPU */
+		struct vmce_vcpu *v = vmce_vm_vcpu(a, i);
+
+		vmce_host_wrmsr(v, VMCE_MSR_MCi_STATUS(1), 0xbd0000000000017aull);
+		vmce_host_wrmsr(v, VMCE_MSR_MCi_ADDR(1), 0x123000 + i * 0x1000ull);
+		vmce_host_wrmsr(v, VMCE_MSR_MCi_MISC(1), 0x8c);
+		vmce_wrmsr(v, VMCE_MSR_MCi_CTL2(1), 0x40000001);
+	}
+	for (unsigned r = 0; r < reps; r++) {
+		void *buf = NULL;
+		double t0 = now_ns();
+
+		if (vmce_save_alloc(a, &buf, len, &err))
+			goto fail;
+		double t1 = now_ns();
+
+		if (vmce_restore(b, buf, *len, &err))
+			goto fail;
+		td += now_ns() - t1;
+		te += t1 - t0;
+		free(buf);
+	}
+	n_calls_save += reps;
+	n_calls_restore += reps;
+	*enc = te / reps / vcpus;
+	*dec = td / reps / vcpus;
+	vmce_vm_destroy(a);
+	vmce_vm_destroy(b);
+	return;
+fail:
+	fprintf(stderr, "stream: %s\n", err.msg);
+	exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	bool smoke = argc > 1 && !strcmp(argv[1], "--smoke");
+	bool cg = argc > 1 && !strcmp(argv[1], "--callgrind");
+	unsigned scale = smoke ? 1 : cg ? 10 : 100;
+	double rd, wr, inj, plan;
+	double ins[4] = {0}, hit[4] = {0}, miss[4] = {0}, enc[3] = {0}, dec[3] = {0};
+	size_t len[3] = {0};
+	const unsigned psz[4] = {1000, 10000, 100000, 1000000};
+	const unsigned svc[3] = {1, 16, 256};
+	unsigned npsz = smoke || cg ? 2 : 4;
+	char p[32];
+
+	bench_msr(500 * scale, &rd, &wr);
+	plan = bench_plan(200 * scale);
+	inj = bench_inject(50 * scale);
+	for (unsigned i = 0; i < npsz; i++)
+		bench_poison(psz[i], &ins[i], &hit[i], &miss[i]);
+	for (unsigned i = 0; i < 3; i++) /* under callgrind: 16 vCPUs only (calls per vCPU) */
+		if (!cg || svc[i] == CG_STREAM_VCPUS)
+			bench_stream(svc[i], smoke ? 2 : cg ? 5 : 50, &enc[i], &dec[i], &len[i]);
+
+	if (cg) {
+		const struct {
+			const char *fn;
+			unsigned n, vcpus;
+		} calls[] = {{"vmce_rdmsr", n_calls_rd, 1},
+			     {"vmce_wrmsr", n_calls_wr, 1},
+			     {"vmce_inject", n_calls_inject, 4},
+			     {"vmce_plan_error", n_calls_plan, 4},
+			     {"vmce_save_alloc", n_calls_save, CG_STREAM_VCPUS},
+			     {"vmce_restore", n_calls_restore, CG_STREAM_VCPUS}};
+
+		for (unsigned i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+			printf("{\"bench\":\"lib-calls\",\"function\":\"%s\",\"calls\":%u,"
+			       "\"vcpus\":%u}\n",
+			       calls[i].fn, calls[i].n, calls[i].vcpus);
+		return 0;
+	}
+	result("vmce_rdmsr", "mixed", rd, n_calls_rd);
+	result("vmce_wrmsr", "mixed", wr, n_calls_wr);
+	result("vmce_plan_error", "mixed srao/srar/ucna/ce, 4 vcpus", plan, 200.0 * scale);
+	result("vmce_inject", "srao broadcast, 4 vcpus", inj, 50.0 * scale);
+	for (unsigned i = 0; i < npsz; i++) {
+		snprintf(p, sizeof(p), "%u pages", psz[i]);
+		result("poison_insert", p, ins[i], psz[i]);
+		result("poison_lookup_hit", p, hit[i], psz[i]);
+		result("poison_lookup_miss", p, miss[i], psz[i]);
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%u vcpus", svc[i]);
+		result("stream_encode_per_vcpu", p, enc[i], smoke ? 2 : 50);
+		result("stream_decode_per_vcpu", p, dec[i], smoke ? 2 : 50);
+		printf("{\"bench\":\"lib\",\"op\":\"stream_bytes\",\"param\":\"%s\","
+		       "\"bytes\":%zu,\"bytes_per_vcpu\":%.1f}\n",
+		       p, len[i], (double)len[i] / svc[i]);
+	}
+	printf("\nlibrary costs (ns per call, this host, one run)\n| operation | parameter | ns |\n"
+	       "|---|---|---|\n");
+	printf("| vmce_rdmsr | mixed | %.1f |\n| vmce_wrmsr | mixed | %.1f |\n", rd, wr);
+	printf("| vmce_plan_error | 4 kinds | %.1f |\n| vmce_inject | broadcast to 4 | %.1f |\n",
+	       plan, inj);
+	for (unsigned i = 0; i < npsz; i++)
+		printf("| poison insert / hit / miss | %u pages | %.1f / %.1f / %.1f |\n", psz[i],
+		       ins[i], hit[i], miss[i]);
+	for (unsigned i = 0; i < 3; i++)
+		printf("| stream encode / decode per vCPU | %u vCPUs (%zu bytes) | %.1f / %.1f |\n",
+		       svc[i], len[i], enc[i], dec[i]);
+	return 0;
+}
