@@ -7,7 +7,9 @@
  * by vmce_vcpu_deliver()).  vmce_save() snapshots the queues and vCPU states under the
  * injection lock, and vmce__migrate_note_forwarded() is called by vmce_inject() under that same
  * lock after the records are queued, so every forwarded error is either inside a given stream
- * (queued or already applied) or counted as "after the save".  At the end:
+ * (queued or already applied) or counted as "after the save"; vmce_migration_end() reads the
+ * counts under that lock too, so no injection can be half done (queued, not yet noted) when it
+ * decides.  At the end:
  *   - nothing after the last save: the last stream holds every error; the destination applies
  *     what is still queued, the source is discarded with its copies (COMPLETE);
  *   - errors after the last save, policy RESEND: the VMM saves again (the new stream holds
