@@ -4,8 +4,8 @@
  * what a guest's handler does to clear a bank) served by KVM's in-kernel MCA, by vmce through
  * user-space exits and by vmce's hybrid mode.  The guest runs three loops that differ only in
  * the MSR instruction (none / RDMSR / WRMSR); cost per access = (loop - empty loop) / n.  The
- * three VMs are measured interleaved, and every ratio is taken within one repetition; the
- * median over repetitions is printed.  Usage: bench_access [--smoke]
+ * three VMs are measured interleaved in one run; the medians over repetitions are printed,
+ * and the ratios are those of the medians.  Usage: bench_access [--smoke]
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -50,14 +50,14 @@ static int timed_loop(struct bvm *b, uint32_t kind, uint32_t n, double *us, uint
 int main(int argc, char **argv)
 {
 	bool smoke = argc > 1 && !strcmp(argv[1], "--smoke");
-	const unsigned reps = smoke ? 2 : 15;
+	const unsigned reps = smoke ? 2 : 21;
 	/* iterations per loop: fewer where every access is an exit */
 	const uint32_t iters[NIMPL] = {smoke ? 50 : 16000, smoke ? 20 : 1600, smoke ? 50 : 16000};
-	static double cost[2][NIMPL][64], ratio[2][NIMPL][64];
+	static double cost[2][NIMPL][64], empty[NIMPL][128];
 	uint64_t exits[2][NIMPL] = {{0}};
 	static struct bvm vms[NIMPL];
 	const char *ops[2] = {"rdmsr", "wrmsr"};
-	double med[2][NIMPL], rmed[2][NIMPL];
+	double med[2][NIMPL], rmed[2][NIMPL], emed[NIMPL];
 	int rc = 1;
 
 	if (!tv_kvm_available())
@@ -76,23 +76,28 @@ int main(int argc, char **argv)
 					       iters[m], &acc, &e))
 					goto out;
 				cost[op][m][r] = (acc - none) / iters[m];
+				empty[m][2 * r + (unsigned)op] = none / iters[m];
 				exits[op][m] = e;
 			}
 		}
-		for (int op = 0; op < 2; op++)
-			for (int m = 0; m < NIMPL; m++)
-				ratio[op][m][r] = cost[op][m][r] / cost[op][BV_KERNEL][r];
 	}
+	for (int m = 0; m < NIMPL; m++)
+		emed[m] = bv_median(empty[m], 2 * reps);
 	for (int op = 0; op < 2; op++) {
-		for (int m = 0; m < NIMPL; m++) {
+		for (int m = 0; m < NIMPL; m++)
 			med[op][m] = bv_median(cost[op][m], reps);
-			rmed[op][m] = bv_median(ratio[op][m], reps);
-			printf("{\"bench\":\"access\",\"op\":\"%s\",\"msr\":\"0x%x\",\"impl\":\"%"
-			       "s\","
-			       "\"us_per_access\":%.3f,\"msr_exits_per_access\":%.3f,"
-			       "\"ratio_to_kvm_in_kernel\":%.2f,\"iterations\":%u,\"reps\":%u}\n",
+		for (int m = 0; m < NIMPL; m++) {
+			/* ratio of the medians of one run: a difference can be near 0 in a single
+			 * repetition, which makes per-repetition ratios unstable */
+			rmed[op][m] = med[op][m] / med[op][BV_KERNEL];
+			printf("{\"bench\":\"access\",\"op\":\"%s\",\"msr\":\"0x%x\","
+			       "\"impl\":\"%s\",\"us_per_access\":%.3f,\"msr_exits_per_access\":%."
+			       "3f,"
+			       "\"ratio_to_kvm_in_kernel\":%.2f,\"iterations\":%u,\"reps\":%u,"
+			       "\"empty_iteration_us\":%.3f}\n",
 			       ops[op], MSR, bv_impl_name((enum bv_impl)m), med[op][m],
-			       (double)exits[op][m] / iters[m], rmed[op][m], iters[m], reps);
+			       (double)exits[op][m] / iters[m], rmed[op][m], iters[m], reps,
+			       emed[m]);
 		}
 	}
 	printf("\none guest MCA MSR access (MC1_STATUS; median of %u interleaved repetitions)\n",

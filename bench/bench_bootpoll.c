@@ -58,7 +58,7 @@ static int cmd_job(struct bv_vcpu *c, void *arg)
 int main(int argc, char **argv)
 {
 	bool smoke = argc > 1 && !strcmp(argv[1], "--smoke");
-	const unsigned reps = smoke ? 2 : 31;
+	const unsigned reps = smoke ? 2 : 61;
 	const char *what[2] = {"boot", "poll"};
 	static double us[2][NCFG][MAXREPS], ratio[2][NCFG][MAXREPS];
 	static struct bvm vms[NCFG];

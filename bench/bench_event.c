@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	bool smoke = argc > 1 && !strcmp(argv[1], "--smoke");
 	const unsigned vcpus[3] = {1, 4, 16};
 	const unsigned nv = smoke ? 2 : 3;
-	const unsigned reps = smoke ? 2 : 25;
+	const unsigned reps = smoke ? 2 : 61;
 	static double us[NCFG][MAXREPS], ratio[NCFG][MAXREPS];
 	double med[3][NCFG], rmed[3][NCFG];
 	struct bv_counts cnt[3][NCFG];

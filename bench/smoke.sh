@@ -27,7 +27,7 @@ bench_access)
 	count=6
 	filter='.bench == "access" and (.op | test("^(rd|wr)msr$")) and (.impl | type == "string")
 		and (.us_per_access | type == "number") and (.ratio_to_kvm_in_kernel | type == "number")
-		and .iterations > 0 and .reps > 0
+		and .iterations > 0 and .reps > 0 and .empty_iteration_us > 0
 		and (if .impl == "vmce-user-space" then .msr_exits_per_access > 0
 		     else .msr_exits_per_access == 0 end)'
 	;;
