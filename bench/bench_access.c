@@ -91,10 +91,9 @@ int main(int argc, char **argv)
 			 * repetition, which makes per-repetition ratios unstable */
 			rmed[op][m] = med[op][m] / med[op][BV_KERNEL];
 			printf("{\"bench\":\"access\",\"op\":\"%s\",\"msr\":\"0x%x\","
-			       "\"impl\":\"%s\",\"us_per_access\":%.3f,\"msr_exits_per_access\":%."
-			       "3f,"
-			       "\"ratio_to_kvm_in_kernel\":%.2f,\"iterations\":%u,\"reps\":%u,"
-			       "\"empty_iteration_us\":%.3f}\n",
+			       "\"impl\":\"%s\",\"us_per_access\":%.3f,"
+			       "\"msr_exits_per_access\":%.3f,\"ratio_to_kvm_in_kernel\":%.2f,"
+			       "\"iterations\":%u,\"reps\":%u,\"empty_iteration_us\":%.3f}\n",
 			       ops[op], MSR, bv_impl_name((enum bv_impl)m), med[op][m],
 			       (double)exits[op][m] / iters[m], rmed[op][m], iters[m], reps,
 			       emed[m]);
