@@ -107,13 +107,12 @@ int main(int argc, char **argv)
 
 			med[vi][m] = bv_median(us[m], reps);
 			rmed[vi][m] = bv_median(ratio[m], reps);
-			printf("{\"bench\":\"event\",\"vcpus\":%u,\"config\":\"%s\",\"impl\":\"%"
-			       "s\","
-			       "\"banks\":%u,\"host_us\":%.1f,\"msr_exits\":%" PRIu64
-			       ",\"exits\":%" PRIu64 ",\"guest_msr_reads\":%" PRIu64
-			       ",\"guest_msr_writes\":%" PRIu64 ",\"guest_msr_accesses\":%" PRIu64
-			       ",\"mc_handlers\":%" PRIu64
-			       ",\"vmce_over_this\":%.2f,\"reps\":%u}\n",
+			printf("{\"bench\":\"event\",\"vcpus\":%u,\"config\":\"%s\","
+			       "\"impl\":\"%s\",\"banks\":%u,\"host_us\":%.1f,"
+			       "\"msr_exits\":%" PRIu64 ",\"exits\":%" PRIu64 ","
+			       "\"guest_msr_reads\":%" PRIu64 ",\"guest_msr_writes\":%" PRIu64 ","
+			       "\"guest_msr_accesses\":%" PRIu64 ",\"mc_handlers\":%" PRIu64 ","
+			       "\"vmce_over_this\":%.2f,\"reps\":%u}\n",
 			       v, cfgs[m].name, bv_impl_name(cfgs[m].impl), cfgs[m].banks,
 			       med[vi][m], d->msr_exits, d->exits, d->reads, d->writes,
 			       d->reads + d->writes, d->mc, rmed[vi][m], reps);
