@@ -77,46 +77,81 @@ static const struct {
 };
 #define SEQ_LEN (sizeof(seq) / sizeof(seq[0]))
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median of n values (reorders them). */
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double *alloc_samples(unsigned n)
+{
+	double *v = calloc(n ? n : 1, sizeof(*v));
+
+	if (!v) {
+		fprintf(stderr, "out of memory\n");
+		exit(1);
+	}
+	return v;
+}
+
+#define MSR_BATCH 100 /* rounds of the sequence per timed batch */
+
+/* Reads and writes of the sequence, timed in batches of MSR_BATCH rounds (each kind in its own
+ * loop); the median over batches of the time per call. */
 static void bench_msr(unsigned rounds, double *ns_rd, double *ns_wr)
 {
 	struct vmce_vm *vm = make_vm(1, 0);
 	struct vmce_vcpu *v = vmce_vm_vcpu(vm, 0);
-	double t_rd = 0, t_wr = 0;
+	unsigned nb = rounds / MSR_BATCH, nrd = 0, nwr = 0;
+	double *brd = alloc_samples(nb), *bwr = alloc_samples(nb);
 	uint64_t sink = 0;
-	unsigned nrd = 0, nwr = 0;
 
-	for (unsigned r = 0; r < rounds; r++) {
-		/* time reads and writes of one round separately (batches of the same kind) */
+	for (unsigned b = 0; b < nb; b++) {
+		unsigned r0 = nrd, w0 = nwr;
 		double t0 = now_ns();
 
-		for (unsigned i = 0; i < SEQ_LEN; i++) {
-			uint64_t x;
+		for (unsigned r = 0; r < MSR_BATCH; r++) {
+			for (unsigned i = 0; i < SEQ_LEN; i++) {
+				uint64_t x;
 
-			if (!seq[i].wr) {
-				vmce_rdmsr(v, seq[i].msr, &x);
-				sink += x;
-				nrd++;
+				if (!seq[i].wr) {
+					vmce_rdmsr(v, seq[i].msr, &x);
+					sink += x;
+					nrd++;
+				}
 			}
 		}
 		double t1 = now_ns();
 
-		for (unsigned i = 0; i < SEQ_LEN; i++) {
-			if (seq[i].wr) {
-				vmce_wrmsr(v, seq[i].msr, seq[i].val);
-				nwr++;
+		for (unsigned r = 0; r < MSR_BATCH; r++) {
+			for (unsigned i = 0; i < SEQ_LEN; i++) {
+				if (seq[i].wr) {
+					vmce_wrmsr(v, seq[i].msr, seq[i].val);
+					nwr++;
+				}
 			}
 		}
 		double t2 = now_ns();
 
-		t_rd += t1 - t0;
-		t_wr += t2 - t1;
+		brd[b] = (t1 - t0) / (nrd - r0);
+		bwr[b] = (t2 - t1) / (nwr - w0);
 	}
 	if (sink == 1)
 		printf("#\n");
 	n_calls_rd += nrd;
 	n_calls_wr += nwr;
-	*ns_rd = t_rd / nrd;
-	*ns_wr = t_wr / nwr;
+	*ns_rd = median(brd, nb);
+	*ns_wr = median(bwr, nb);
+	free(brd);
+	free(bwr);
 	vmce_vm_destroy(vm);
 }
 
@@ -151,26 +186,35 @@ static void plan_error(struct vmce_vm *vm, unsigned i, struct vmce_host_error *e
 	}
 }
 
+#define PLAN_BATCH 100
+
 static double bench_plan(unsigned n)
 {
 	struct vmce_vm *vm = make_vm(4, 0);
 	struct vmce_plan plan;
 	struct vmce_host_error e[4];
 	struct vmce_err err;
-	double t0, t;
+	unsigned nb = n / PLAN_BATCH;
+	double *t = alloc_samples(nb), m;
 
 	for (unsigned i = 0; i < 4; i++)
 		plan_error(vm, i, &e[i]);
-	t0 = now_ns();
-	for (unsigned i = 0; i < n; i++)
-		if (vmce_plan_error(vm, &e[i % 4], &plan, &err) < 0) {
-			fprintf(stderr, "vmce_plan_error: %s\n", err.msg);
-			exit(1);
+	for (unsigned b = 0; b < nb; b++) {
+		double t0 = now_ns();
+
+		for (unsigned i = 0; i < PLAN_BATCH; i++) {
+			if (vmce_plan_error(vm, &e[i % 4], &plan, &err) < 0) {
+				fprintf(stderr, "vmce_plan_error: %s\n", err.msg);
+				exit(1);
+			}
 		}
-	t = now_ns() - t0;
-	n_calls_plan += n;
+		t[b] = (now_ns() - t0) / PLAN_BATCH;
+	}
+	n_calls_plan += nb * PLAN_BATCH;
+	m = median(t, nb);
+	free(t);
 	vmce_vm_destroy(vm);
-	return t / n;
+	return m;
 }
 
 /* Drain a vCPU as the backend and the guest would: deliver, then the guest clears. */
@@ -194,7 +238,7 @@ static double bench_inject(unsigned n)
 	struct vmce_host_error e;
 	struct vmce_plan plan;
 	struct vmce_err err;
-	double t = 0;
+	double *t = alloc_samples(n), m;
 
 	for (unsigned i = 0; i < n; i++) {
 		double t0;
@@ -205,13 +249,15 @@ static double bench_inject(unsigned n)
 		t0 = now_ns();
 		if (vmce_inject(vm, &plan, &err) < 0)
 			goto fail;
-		t += now_ns() - t0;
+		t[i] = now_ns() - t0;
 		drain(vm);
 	}
 	n_calls_inject += n;
 	n_calls_plan += n;
+	m = median(t, n);
+	free(t);
 	vmce_vm_destroy(vm);
-	return t / n;
+	return m;
 fail:
 	fprintf(stderr, "inject: %s\n", err.msg);
 	exit(1);
@@ -256,7 +302,7 @@ static void bench_stream(unsigned vcpus, unsigned reps, double *enc, double *dec
 {
 	struct vmce_vm *a = make_vm(vcpus, 0), *b = make_vm(vcpus, 0);
 	struct vmce_err err;
-	double te = 0, td = 0;
+	double *te = alloc_samples(reps), *td = alloc_samples(reps);
 
 	for (unsigned i = 0; i < vcpus; i++) { /* some non-reset state in every vCPU */
 		struct vmce_vcpu *v = vmce_vm_vcpu(a, i);
@@ -276,14 +322,16 @@ static void bench_stream(unsigned vcpus, unsigned reps, double *enc, double *dec
 
 		if (vmce_restore(b, buf, *len, &err))
 			goto fail;
-		td += now_ns() - t1;
-		te += t1 - t0;
+		td[r] = now_ns() - t1;
+		te[r] = t1 - t0;
 		free(buf);
 	}
 	n_calls_save += reps;
 	n_calls_restore += reps;
-	*enc = te / reps / vcpus;
-	*dec = td / reps / vcpus;
+	*enc = median(te, reps) / vcpus;
+	*dec = median(td, reps) / vcpus;
+	free(te);
+	free(td);
 	vmce_vm_destroy(a);
 	vmce_vm_destroy(b);
 	return;
@@ -308,8 +356,16 @@ int main(int argc, char **argv)
 	bench_msr(500 * scale, &rd, &wr);
 	plan = bench_plan(200 * scale);
 	inj = bench_inject(50 * scale);
-	for (unsigned i = 0; i < npsz; i++)
-		bench_poison(psz[i], &ins[i], &hit[i], &miss[i]);
+	for (unsigned i = 0; i < npsz; i++) { /* the median of 3 fresh sets (1 in short runs) */
+		double a[3], h[3], m[3];
+		unsigned k = smoke || cg ? 1 : 3;
+
+		for (unsigned j = 0; j < k; j++)
+			bench_poison(psz[i], &a[j], &h[j], &m[j]);
+		ins[i] = median(a, k);
+		hit[i] = median(h, k);
+		miss[i] = median(m, k);
+	}
 	for (unsigned i = 0; i < 3; i++) /* under callgrind: 16 vCPUs only (calls per vCPU) */
 		if (!cg || svc[i] == CG_STREAM_VCPUS)
 			bench_stream(svc[i], smoke ? 2 : cg ? 5 : 50, &enc[i], &dec[i], &len[i]);
