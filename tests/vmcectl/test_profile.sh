@@ -82,7 +82,58 @@ expect_usage "no action given" profile
 expect_usage "unknown action 'frob'" profile frob intel
 expect_usage "validate needs a profile TEXT" profile validate
 expect_usage "one profile TEXT only" profile print intel amd
-expect_usage "--json applies to 'profile parse' only" profile print --json intel
+expect_usage "--json applies to 'profile parse' and 'profile level' only" profile print --json intel
 expect_usage "unknown option '--frob'" profile parse --frob
+
+# level: the profile every host of a pool backs, from one JSON file per host (tests/vmcectl/hosts).
+H=$(cd "$(dirname "$0")/hosts" && pwd)
+expect_ok profile level "$H/a.json" "$H/b.json" "$H/c.json"
+out_line '^profile: intel,banks=8,ser,tes,ctl$'
+out_line "^banks: 8: the smallest max_banks, host 'b'\$"
+out_line '^cmci: dropped: host c cannot back it$'
+out_line '^lmce: dropped: hosts b,c cannot back it$'
+out_line '^ser: kept: every host backs it$'
+out_line '^backend: kvm-userspace and kvm-hybrid'
+expect_ok profile level --json "$H/a.json" "$H/b.json" "$H/c.json"
+jq_is .profile '"intel,banks=8,ser,tes,ctl"'
+jq_is '[.notes[] | select(.field == "lmce") | .hosts]' '["b,c"]'
+jq_is '[.notes[] | select(.field == "banks") | .hosts]' '["b"]'
+jq_is '[.notes[] | .field]' '["vendor","banks","ser","tes","cmci","lmce","ctl","backend"]'
+# The levelled profile is a valid profile text.
+expect_ok profile level --json "$H/b.json" "$H/c.json"
+prof=$(jq -r .profile "$OUT")
+expect_ok profile validate "$prof"
+# One host alone: its own capabilities; --want narrows the result (options after the files too).
+expect_ok profile level "$H/a.json"
+out_line '^profile: intel,banks=32,ser,tes,cmci,lmce,ctl$'
+expect_ok profile level --want intel,banks=4,ser "$H/a.json" "$H/b.json"
+out_line '^profile: intel,banks=4,ser$'
+out_line '^banks: 4 as wanted'
+expect_ok profile level "$H/a.json" "$H/c.json" --want intel,banks=2,ser,cmci --json
+jq_is .profile '"intel,banks=2,ser"'
+jq_is '[.notes[] | select(.field == "cmci") | .hosts]' '["c"]'
+
+# Errors name the file and the field; vendors do not mix.
+expect_fail "no profile fits the pool: vendor: host 'a' is intel and host 'm' is amd" \
+	profile level "$H/a.json" "$H/amd.json"
+expect_fail "bad-banks.json: field 'max_banks': 99 is out of range" \
+	profile level "$H/a.json" "$H/bad-banks.json"
+expect_fail "bad-field.json: field 'colour': unknown" profile level "$H/bad-field.json"
+expect_fail "missing.json: cannot open" profile level "$H/a.json" "$TMP/missing.json"
+head -c 5000 /dev/zero | tr '\0' ' ' >"$TMP/big.json"
+expect_fail "big.json: longer than 4096 bytes" profile level "$TMP/big.json"
+printf '{"name": "t", "vendor": "intel",' >"$TMP/trunc.json"
+expect_fail "trunc.json: " profile level "$TMP/trunc.json"
+printf '{"name": "n", "vendor": "intel", "max_banks": 4}' >"$TMP/nocaps.json"
+expect_fail "nocaps.json: " profile level "$TMP/nocaps.json"
+grep -q caps "$ERR" || bad "expected the missing field 'caps' to be named"
+for f in "$H/bad-banks.json" "$TMP/missing.json"; do
+	run profile level "$H/a.json" "$f"
+	check test ! -s "$OUT"
+done
+expect_usage "level needs at least one HOST.json file" profile level
+expect_usage "level needs at least one HOST.json file" profile level --json
+expect_usage "--want: invalid profile 'arm'" profile level --want arm "$H/a.json"
+expect_usage "--want applies to 'profile level' only" profile parse --want intel
 
 finish

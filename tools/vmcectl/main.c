@@ -19,7 +19,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{"synth", cmd_synth, "print the delivery plan for a host error (no VM needed)"},
 	{"decode", cmd_decode, "decode an MCi_STATUS (and MCG_STATUS) value"},
-	{"profile", cmd_profile, "parse, print or validate a profile text"},
+	{"profile", cmd_profile, "parse, print or validate a profile; level a host pool"},
 	{"inject", cmd_inject, "inject a host error into a running vmce-vm"},
 	{"status", cmd_status, "show a running vmce-vm's MCA state and counters"},
 	{"events", cmd_events, "show (or follow) a running vmce-vm's event log"},
