@@ -77,19 +77,10 @@ size_t vmce__vcpu_queue_snapshot(struct vmce_vcpu *v, struct vmce_queued *out, s
 	return n;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vmce_err *err)
 {
-	struct vmce_poison_set *ps = &vm->pol->poison;
-	size_t n = 0, cap = 0;
-
-	size_t queued = 0;
+	size_t n = 0, queued = 0;
+	int rc;
 
 	memset(img, 0, sizeof(*img));
 	img->profile = vm->profile;
@@ -114,27 +105,16 @@ int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vm
 			img->pending[img->nr_pending++].q = q[k];
 		}
 	}
-	pthread_mutex_lock(&ps->lock);
-	if (ps->count > VMCE_STREAM_MAX_POISON) {
-		size_t c = ps->count;
-
-		pthread_mutex_unlock(&ps->lock);
+	rc = vmce__poison_copy(&vm->pol->poison, VMCE_STREAM_MAX_POISON, &img->poison, &n);
+	if (rc == -E2BIG) {
 		vmce__mig_image_free(img);
 		return vmce__fail(
 			err, -E2BIG,
-			"the poisoned-page set has %zu pages; a stream carries at most %u", c,
+			"the poisoned-page set has %zu pages; a stream carries at most %u", n,
 			VMCE_STREAM_MAX_POISON);
 	}
-	cap = ps->count;
-	img->poison = malloc((cap ? cap : 1) * sizeof(*img->poison));
-	if (img->poison)
-		for (size_t i = 0; i < ps->cap && n < cap; i++)
-			if (ps->slots[i])
-				img->poison[n++] = (ps->slots[i] - 1) << 12;
-	pthread_mutex_unlock(&ps->lock);
-	if (!img->poison)
+	if (rc)
 		goto nomem;
-	qsort(img->poison, n, sizeof(*img->poison), cmp_u64);
 	img->nr_poison = n;
 	img->source_last_seq = vmce_events_last_seq(vm);
 	return 0;
@@ -233,23 +213,6 @@ int vmce_restore_check(const struct vmce_profile *dest, const void *stream, size
 
 /* ---- restore ----------------------------------------------------------------------------------- */
 
-static size_t pow2_at_least(size_t n)
-{
-	size_t c = 64;
-
-	while (c < n)
-		c *= 2;
-	return c;
-}
-
-static inline size_t hash_frame(uint64_t f)
-{
-	f ^= f >> 33;
-	f *= 0xff51afd7ed558ccdull;
-	f ^= f >> 33;
-	return (size_t)f;
-}
-
 static void write_vcpu(struct vmce_vcpu *v, const struct vmce_mig_vcpu *src)
 {
 	const struct vmce_vcpu_state *st = &src->st;
@@ -272,10 +235,8 @@ static void write_vcpu(struct vmce_vcpu *v, const struct vmce_mig_vcpu *src)
 
 int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce_err *err)
 {
-	struct vmce_poison_set *ps;
+	struct vmce_poison_table table;
 	struct vmce_mig_image img;
-	uint64_t *slots, *old;
-	size_t cap;
 	char reason[160], prof[64];
 	int rc;
 
@@ -300,23 +261,11 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 		goto out;
 	}
 
-	/* The one allocation: the new poisoned-page table, built before anything changes.
-	 * Same layout and hash as src/policy/poison.c (frame + 1 in each slot, 0 = empty;
-	 * at most half full, as the set keeps it). */
-	cap = pow2_at_least(2 * img.nr_poison);
-	slots = calloc(cap, sizeof(*slots));
-	if (!slots) {
+	/* The one allocation: the new poisoned-page table, built before anything changes. */
+	if (vmce__poison_table_build(img.poison, img.nr_poison, &table)) {
 		rc = vmce__fail(err, -ENOMEM, "out of memory for %zu poisoned pages",
 				img.nr_poison);
 		goto out;
-	}
-	for (size_t i = 0; i < img.nr_poison; i++) {
-		uint64_t f = img.poison[i] >> 12;
-		size_t k = hash_frame(f) & (cap - 1);
-
-		while (slots[k])
-			k = (k + 1) & (cap - 1);
-		slots[k] = f + 1;
 	}
 
 	/* Commit: nothing below can fail. */
@@ -342,15 +291,8 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 		atomic_store_explicit(&v->qcount, n + 1, memory_order_release);
 		pthread_mutex_unlock(&v->qlock);
 	}
-	ps = &vm->pol->poison;
-	pthread_mutex_lock(&ps->lock);
-	old = ps->slots;
-	ps->slots = slots;
-	ps->cap = cap;
-	ps->count = img.nr_poison;
-	pthread_mutex_unlock(&ps->lock);
+	vmce__poison_replace(&vm->pol->poison, &table);
 	pthread_mutex_unlock(&vm->inject_lock);
-	free(old);
 
 	vmce_profile_format(&img.profile, prof, sizeof(prof));
 	snprintf(reason, sizeof(reason),

@@ -158,3 +158,81 @@ size_t vmce_poison_list(struct vmce_vm *vm, uint64_t *out, size_t max, bool firs
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int vmce__poison_copy(struct vmce_poison_set *s, size_t max, uint64_t **gpas, size_t *n)
+{
+	uint64_t *out;
+	size_t k = 0;
+
+	*gpas = NULL;
+	pthread_mutex_lock(&s->lock);
+	*n = s->count;
+	if (s->count > max) {
+		pthread_mutex_unlock(&s->lock);
+		return -E2BIG;
+	}
+	out = malloc((s->count ? s->count : 1) * sizeof(*out));
+	if (!out) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < s->cap && k < s->count; i++)
+		if (s->slots[i])
+			out[k++] = (s->slots[i] - 1) << 12;
+	pthread_mutex_unlock(&s->lock);
+	qsort(out, k, sizeof(*out), cmp_u64);
+	*gpas = out;
+	*n = k;
+	return 0;
+}
+
+int vmce__poison_table_build(const uint64_t *gpas, size_t n, struct vmce_poison_table *t)
+{
+	size_t cap = INITIAL_SLOTS;
+
+	memset(t, 0, sizeof(*t));
+	/* At most half full, as vmce_poison_add() keeps the set. */
+	while (cap < 2 * n)
+		cap *= 2;
+	t->slots = calloc(cap, sizeof(*t->slots));
+	if (!t->slots)
+		return -ENOMEM;
+	t->cap = cap;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t frame = gpas[i] >> 12;
+		size_t k = probe(t->slots, cap, frame);
+
+		if (t->slots[k])
+			continue; /* a duplicate */
+		t->slots[k] = frame + 1;
+		t->count++;
+	}
+	return 0;
+}
+
+void vmce__poison_replace(struct vmce_poison_set *s, struct vmce_poison_table *t)
+{
+	uint64_t *old;
+
+	pthread_mutex_lock(&s->lock);
+	old = s->slots;
+	s->slots = t->slots;
+	s->cap = t->cap;
+	s->count = t->count;
+	pthread_mutex_unlock(&s->lock);
+	free(old);
+	memset(t, 0, sizeof(*t));
+}
+
+void vmce__poison_table_free(struct vmce_poison_table *t)
+{
+	free(t->slots);
+	memset(t, 0, sizeof(*t));
+}

@@ -57,6 +57,29 @@ uint64_t vmce__log_decision(struct vmce_vm *vm, enum vmce_event_kind kind, enum 
 
 int vmce__poison_init(struct vmce_poison_set *s, size_t max, struct vmce_err *err);
 void vmce__poison_fini(struct vmce_poison_set *s);
+
+/*
+ * Every poisoned page of the set, sorted by address, into a malloc'd array (*gpas, *n pages;
+ * free() it).  The copy is taken under the set's lock.  Returns 0; -E2BIG when the set holds
+ * more than max pages (*n then says how many, nothing is allocated); -ENOMEM.
+ */
+int vmce__poison_copy(struct vmce_poison_set *s, size_t max, uint64_t **gpas, size_t *n);
+
+/*
+ * Replacing the whole set in two steps, so that a caller can prepare everything that may fail
+ * before it changes anything: vmce__poison_table_build() makes a table from n page addresses
+ * (duplicates counted once; may fail with -ENOMEM), vmce__poison_replace() installs it (cannot
+ * fail: the old table is released, t is emptied).  vmce__poison_table_free() releases a table
+ * that was built but not installed.  Does not check the set's bound: the caller does.
+ */
+struct vmce_poison_table {
+	uint64_t *slots;
+	size_t cap, count;
+};
+
+int vmce__poison_table_build(const uint64_t *gpas, size_t n, struct vmce_poison_table *t);
+void vmce__poison_replace(struct vmce_poison_set *s, struct vmce_poison_table *t);
+void vmce__poison_table_free(struct vmce_poison_table *t);
 int vmce__memmap_init(struct vmce_memmap *m);
 void vmce__memmap_fini(struct vmce_memmap *m);
 void vmce__events_init(struct vmce_event_log *l);
