@@ -64,6 +64,10 @@ test: test-normal test-asan test-tsan
 demo: build
 	BUILD=$(BUILD) bash scripts/demo.sh
 
+# Benchmarks: ratios against KVM's in-kernel MCA, written to bench/results.json.
+bench: build
+	bash bench/run.sh $(BUILD)
+
 install: build
 	cmake --install $(BUILD)
 
