@@ -57,7 +57,7 @@ test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
 
-test: test-normal test-asan test-tsan
+test: check-format test-normal test-asan test-tsan
 	@echo "vmce: all test suites passed (normal, ASan+UBSan and TSan builds)"
 
 # Boots the built-in test guest in vmce-vm and walks through the error scenarios.
@@ -74,7 +74,7 @@ install: build
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-check-format:
+check-format: deps
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
