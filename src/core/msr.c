@@ -33,20 +33,48 @@ static inline enum bank_kind bank_kind(const struct vmce_profile *p, unsigned i)
 	return BANK_ABSENT;
 }
 
+/* Register numbers of a bank: MCi_CTL/STATUS/ADDR/MISC are index & 3, CTL2 is REG_CTL2. */
+enum { REG_CTL, REG_STATUS, REG_ADDR, REG_MISC, REG_CTL2 };
+
 static inline _Atomic uint64_t *bank_reg(struct vmce_vcpu *v, unsigned i, unsigned reg)
 {
 	struct vmce_bank_regs *b = &v->bank[i];
 
 	switch (reg) {
-	case 0:
+	case REG_CTL:
 		return &b->ctl;
-	case 1:
+	case REG_STATUS:
 		return &b->status;
-	case 2:
+	case REG_ADDR:
 		return &b->addr;
-	default:
+	case REG_MISC:
 		return &b->misc;
+	default:
+		return &b->ctl2;
 	}
+}
+
+/*
+ * Decode a per-bank MSR index (MCi_CTL/STATUS/ADDR/MISC or MCi_CTL2): bank number, register
+ * and what the profile makes of that bank (CTL2 exists only with CMCI_P).  False for any other
+ * index.
+ */
+static inline bool bank_msr(const struct vmce_profile *p, uint32_t index, unsigned *i,
+			    unsigned *reg, enum bank_kind *kind)
+{
+	if (index >= VMCE_MSR_MC0_CTL && index < VMCE_MSR_MC0_CTL + 4 * VMCE_MAX_BANKS) {
+		*i = (index - VMCE_MSR_MC0_CTL) / 4;
+		*reg = index & 3;
+		*kind = bank_kind(p, *i);
+		return true;
+	}
+	if (index >= VMCE_MSR_MC0_CTL2 && index < VMCE_MSR_MC0_CTL2 + VMCE_MAX_BANKS) {
+		*i = index - VMCE_MSR_MC0_CTL2;
+		*reg = REG_CTL2;
+		*kind = (p->caps & VMCE_CAP_CMCI) ? bank_kind(p, *i) : BANK_ABSENT;
+		return true;
+	}
+	return false;
 }
 
 static inline void set_reg(struct vmce_vcpu *v, _Atomic uint64_t *reg, uint64_t value)
@@ -60,14 +88,13 @@ static inline void set_reg(struct vmce_vcpu *v, _Atomic uint64_t *reg, uint64_t 
 static enum vmce_msr_result do_rdmsr(struct vmce_vcpu *v, uint32_t index, uint64_t *value)
 {
 	const struct vmce_profile *p = &v->vm->profile;
-	unsigned i;
+	enum bank_kind kind;
+	unsigned i, reg;
 
-	if (index >= VMCE_MSR_MC0_CTL && index < VMCE_MSR_MC0_CTL + 4 * VMCE_MAX_BANKS) {
-		i = (index - VMCE_MSR_MC0_CTL) / 4;
-		switch (bank_kind(p, i)) {
+	if (bank_msr(p, index, &i, &reg, &kind)) {
+		switch (kind) {
 		case BANK_REAL:
-			*value = atomic_load_explicit(bank_reg(v, i, index & 3),
-						      memory_order_relaxed);
+			*value = atomic_load_explicit(bank_reg(v, i, reg), memory_order_relaxed);
 			return VMCE_MSR_OK;
 		case BANK_RAZWI:
 			*value = 0;
@@ -98,21 +125,6 @@ static enum vmce_msr_result do_rdmsr(struct vmce_vcpu *v, uint32_t index, uint64
 		*value = 0;
 		return VMCE_MSR_OK;
 	}
-	if (index >= VMCE_MSR_MC0_CTL2 && index < VMCE_MSR_MC0_CTL2 + VMCE_MAX_BANKS) {
-		i = index - VMCE_MSR_MC0_CTL2;
-		if (!(p->caps & VMCE_CAP_CMCI))
-			return VMCE_MSR_GP;
-		switch (bank_kind(p, i)) {
-		case BANK_REAL:
-			*value = LD(v->bank[i].ctl2);
-			return VMCE_MSR_OK;
-		case BANK_RAZWI:
-			*value = 0;
-			return VMCE_MSR_OK;
-		default:
-			return VMCE_MSR_GP;
-		}
-	}
 	return VMCE_MSR_NOT_MCA;
 }
 
@@ -129,23 +141,21 @@ enum vmce_msr_result vmce_host_rdmsr(struct vmce_vcpu *v, uint32_t index, uint64
 enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t value)
 {
 	const struct vmce_profile *p = &v->vm->profile;
-	unsigned i;
+	enum bank_kind kind;
+	unsigned i, reg;
 
-	if (index >= VMCE_MSR_MC0_CTL && index < VMCE_MSR_MC0_CTL + 4 * VMCE_MAX_BANKS) {
-		i = (index - VMCE_MSR_MC0_CTL) / 4;
-		switch (bank_kind(p, i)) {
-		case BANK_RAZWI:
+	if (bank_msr(p, index, &i, &reg, &kind)) {
+		if (kind == BANK_RAZWI)
 			return VMCE_MSR_OK;
-		case BANK_ABSENT:
+		if (kind == BANK_ABSENT)
 			return VMCE_MSR_GP;
-		default:
-			break;
-		}
 		/* MCi_STATUS: only 0 (clear), unless AMD's HWCR.McStatusWrEn allows more. */
-		if ((index & 3) == 1 && value != 0 &&
+		if (reg == REG_STATUS && value != 0 &&
 		    !(p->vendor == VMCE_VENDOR_AMD && LD(v->amd_wren)))
 			return VMCE_MSR_GP;
-		set_reg(v, bank_reg(v, i, index & 3), value);
+		if (reg == REG_CTL2 && (value & ~CTL2_WRITABLE))
+			return VMCE_MSR_GP;
+		set_reg(v, bank_reg(v, i, reg), value);
 		return VMCE_MSR_OK;
 	}
 	switch (index) {
@@ -170,23 +180,6 @@ enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t va
 	case VMCE_MSR_P5_MC_TYPE:
 		return VMCE_MSR_OK;
 	}
-	if (index >= VMCE_MSR_MC0_CTL2 && index < VMCE_MSR_MC0_CTL2 + VMCE_MAX_BANKS) {
-		i = index - VMCE_MSR_MC0_CTL2;
-		if (!(p->caps & VMCE_CAP_CMCI))
-			return VMCE_MSR_GP;
-		switch (bank_kind(p, i)) {
-		case BANK_RAZWI:
-			return VMCE_MSR_OK;
-		case BANK_ABSENT:
-			return VMCE_MSR_GP;
-		default:
-			break;
-		}
-		if (value & ~CTL2_WRITABLE)
-			return VMCE_MSR_GP;
-		set_reg(v, &v->bank[i].ctl2, value);
-		return VMCE_MSR_OK;
-	}
 	return VMCE_MSR_NOT_MCA;
 }
 
@@ -199,28 +192,15 @@ enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t va
 enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t value)
 {
 	const struct vmce_profile *p = &v->vm->profile;
-	enum bank_kind k;
-	unsigned i;
+	enum bank_kind kind;
+	unsigned i, reg;
 
-	if (index >= VMCE_MSR_MC0_CTL && index < VMCE_MSR_MC0_CTL + 4 * VMCE_MAX_BANKS) {
-		i = (index - VMCE_MSR_MC0_CTL) / 4;
-		k = bank_kind(p, i);
-		if (k == BANK_REAL) {
-			set_reg(v, bank_reg(v, i, index & 3), value);
+	if (bank_msr(p, index, &i, &reg, &kind)) {
+		if (kind == BANK_REAL) {
+			set_reg(v, bank_reg(v, i, reg), value);
 			return VMCE_MSR_OK;
 		}
-		return k == BANK_RAZWI && value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
-	}
-	if (index >= VMCE_MSR_MC0_CTL2 && index < VMCE_MSR_MC0_CTL2 + VMCE_MAX_BANKS) {
-		i = index - VMCE_MSR_MC0_CTL2;
-		if (!(p->caps & VMCE_CAP_CMCI))
-			return VMCE_MSR_GP;
-		k = bank_kind(p, i);
-		if (k == BANK_REAL) {
-			set_reg(v, &v->bank[i].ctl2, value);
-			return VMCE_MSR_OK;
-		}
-		return k == BANK_RAZWI && value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
+		return kind == BANK_RAZWI && value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
 	}
 	switch (index) {
 	case VMCE_MSR_MCG_CAP:
