@@ -4,6 +4,8 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
@@ -33,7 +35,7 @@ $(BUILD)/CMakeCache.txt:
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
-		-DVMCE_SANITIZE=address,undefined -DVMCE_LINUX_TESTS=OFF
+		-DVMCE_SANITIZE=address,undefined -DVMCE_LINUX_TESTS=OFF -DVMCE_FUZZ=ON
 
 $(TSAN_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
@@ -68,6 +70,13 @@ demo: build
 bench: build
 	bash bench/run.sh $(BUILD)
 
+# Every libFuzzer target for FUZZ_SECONDS each (make test runs them for 30 s in the ASan build).
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMCE_FUZZ=ON \
+		-DVMCE_FUZZ_SECONDS=$(FUZZ_SECONDS) -DVMCE_LINUX_TESTS=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -L fuzz
+
 install: build
 	cmake --install $(BUILD)
 
@@ -78,4 +87,4 @@ check-format: deps
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
