@@ -549,6 +549,69 @@ static int do_events(struct control *c, struct conn *cn, struct req *r, struct s
 	return 0;
 }
 
+/* ---- migrate -------------------------------------------------------------------------------- */
+
+/*
+ * Stop-and-copy migration to a `vmce-vm --incoming` (vmm/migrate.c).  Runs on this thread: the
+ * control socket answers nothing else meanwhile (the guest is paused for most of it anyway).
+ * Success: the response, a "migrated" line in the events log, and the VM stops with status 0.
+ */
+static int do_migrate(struct control *c, struct req *r, struct sbuf *s)
+{
+	struct vmm *vm = c->vm;
+	struct json_member *to;
+	struct vmm_mig_result res;
+	bool abort_on_error;
+
+	if (get_str(r, "to", &to) || get_bool(r, "abort_on_error", false, &abort_on_error))
+		return -1;
+	if (!to) {
+		snprintf(r->err, sizeof(r->err), "migrate needs field \"to\" (the destination)");
+		return -1;
+	}
+	if (to->len == 0 || to->len > 200 || strlen(to->str) != to->len) {
+		snprintf(r->err, sizeof(r->err), "field \"to\" must be 1 to 200 bytes, no NUL");
+		return -1;
+	}
+	if (check_unknown(r))
+		return -1;
+	if (vmm_migrate_out(vm, to->str, abort_on_error, &res)) {
+		snprintf(r->err, sizeof(r->err),
+			 "migration failed, the guest keeps running here: %.400s", res.reason);
+		return -1;
+	}
+	SBUF_LIT(s, "{\"ok\":true");
+	put_id(s, r->id);
+	SBUF_LIT(s, ",\"migrated\":true,\"to\":");
+	sbuf_json_str(s, to->str);
+	sbuf_printf(s,
+		    ",\"bytes\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"pages_skipped\":%" PRIu64
+		    ",\"vmce_bytes\":%" PRIu64 ",\"resends\":%u,\"total_ms\":%.1f,"
+		    "\"downtime_ms\":%.1f}\n",
+		    res.bytes, res.pages_sent, res.pages_skipped, res.vmce_bytes, res.resends,
+		    res.total_ms, res.downtime_ms);
+	if (vm->events_log) {
+		struct sbuf line;
+
+		sbuf_init(&line, 4096);
+		SBUF_LIT(&line, "{\"kind\":\"migrated\",\"to\":");
+		sbuf_json_str(&line, to->str);
+		sbuf_printf(&line,
+			    ",\"bytes\":%" PRIu64 ",\"pages_skipped\":%" PRIu64
+			    ",\"resends\":%u,\"last_seq\":%" PRIu64 "}\n",
+			    res.bytes, res.pages_skipped, res.resends,
+			    vmce_events_last_seq(vm->vmce));
+		pthread_mutex_lock(&vm->out_lock);
+		if (line.buf)
+			fputs(line.buf, vm->events_log);
+		fflush(vm->events_log);
+		pthread_mutex_unlock(&vm->out_lock);
+		sbuf_free(&line);
+	}
+	vmm_stop(vm, VMM_EXIT_OK, "migrated to %.200s", to->str);
+	return 0;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 static void handle_line(struct control *c, struct conn *cn, char *line, size_t len)
@@ -609,6 +672,11 @@ static void handle_line(struct control *c, struct conn *cn, char *line, size_t l
 			ret = do_status(c, &r, s);
 		} else if (!strcmp(r.cmd, "events")) {
 			ret = do_events(c, cn, &r, s);
+		} else if (!strcmp(r.cmd, "migrate")) {
+			if (atomic_load(&c->vm->stopped))
+				snprintf(r.err, sizeof(r.err), "the VM is shutting down");
+			else
+				ret = do_migrate(c, &r, s);
 		} else if (!strcmp(r.cmd, "quit")) {
 			ret = check_unknown(&r);
 			if (!ret) {
@@ -620,7 +688,8 @@ static void handle_line(struct control *c, struct conn *cn, char *line, size_t l
 			}
 		} else {
 			snprintf(r.err, sizeof(r.err),
-				 "unknown cmd \"%.64s\" (expected inject, status, events or quit)",
+				 "unknown cmd \"%.64s\" (expected inject, status, events, migrate "
+				 "or quit)",
 				 r.cmd);
 		}
 	}

@@ -37,6 +37,9 @@ static void usage(FILE *f)
 		"  --timeout SECONDS    stop the guest after that long (exit status 6)\n"
 		"  --hybrid             let KVM's in-kernel MCA serve the hot path\n"
 		"  --fatal POLICY       errors fatal to the guest: shutdown (default) or log-only\n"
+		"  --incoming ADDR      wait for a migrated guest on ADDR (a UNIX socket path or\n"
+		"                       a loopback HOST:PORT) instead of booting one; --profile\n"
+		"                       is then what this host can back\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"Exit status: 0 guest exit 0 or quit, 1 VMM error, 2 usage, 3 guest panic,\n"
@@ -169,6 +172,7 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"hybrid", no_argument, NULL, 'H'},
 		{"fatal", required_argument, NULL, 'F'},
+		{"incoming", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -268,6 +272,9 @@ int main(int argc, char **argv)
 				return VMM_EXIT_USAGE;
 			}
 			break;
+		case 'I':
+			vm->incoming = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -306,8 +313,21 @@ int main(int argc, char **argv)
 		}
 	}
 	vm->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	vm->on_event = on_event;
 
-	if (vmm_setup(vm)) {
+	if (vm->incoming) {
+		int r;
+
+		if (vm->hybrid) {
+			fprintf(stderr, "vmce-vm: --incoming: not supported with --hybrid\n");
+			return VMM_EXIT_USAGE;
+		}
+		r = vmm_migrate_in(vm, vm->incoming);
+		if (r) {
+			vmm_teardown(vm);
+			return r == -2 ? VMM_EXIT_USAGE : VMM_EXIT_ERROR;
+		}
+	} else if (vmm_setup(vm)) {
 		vmm_teardown(vm);
 		return VMM_EXIT_ERROR;
 	}

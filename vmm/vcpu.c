@@ -249,6 +249,7 @@ int vmm_setup(struct vmm *vm)
 		fprintf(stderr, "vmce-vm: KVM_SET_USER_MEMORY_REGION: %s\n", strerror(errno));
 		return -1;
 	}
+	vm->nr_slots = 1;
 
 	vmce_vm_config_default(&cfg);
 	cfg.profile = vm->profile;
@@ -441,6 +442,35 @@ static void handle_io(struct vmm_vcpu *c)
 		memset(data, 0xff, n);
 }
 
+/*
+ * An MMIO exit inside guest RAM: the page is not in any memory slot because it is poisoned (a
+ * migrated guest, see migrate.c).  The guest consumed poison: an action-required error for this
+ * vCPU through the policy, like a host SIGBUS BUS_MCEERR_AR.  Returns true when handled that way.
+ */
+static bool poisoned_access(struct vmm_vcpu *c)
+{
+	struct vmm *vm = c->vm;
+	struct vmce_host_error he;
+	struct vmce_err err;
+	uint64_t gpa = c->run->mmio.phys_addr;
+
+	if (gpa >= vm->mem_size || !vmce_poison_contains(vm->vmce, gpa))
+		return false;
+	if (!c->run->mmio.is_write)
+		memset(c->run->mmio.data, 0xff, sizeof(c->run->mmio.data));
+	vmce_host_error_init(&he);
+	he.origin = VMCE_ORIGIN_SIGBUS_AR;
+	he.cls = VMCE_CLASS_SRAR;
+	he.addr_kind = VMCE_ADDR_GPA;
+	he.addr = gpa & ~(uint64_t)0xfff;
+	he.vcpu = (int)c->index;
+	he.local = true; /* a data load on this vCPU: local when the guest enabled LMCE */
+	if (vmce_kvm_inject(vm->kvm, &he, NULL, &err) < 0)
+		fprintf(stderr, "vmce-vm: vCPU %u: access to poisoned page 0x%" PRIx64 ": %s\n",
+			c->index, gpa, err.msg);
+	return true;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vmm_vcpu *c = arg;
@@ -482,6 +512,10 @@ static void *vcpu_thread(void *arg)
 		}
 		if (atomic_load(&vm->stopped))
 			break;
+		if (atomic_load(&vm->pause_req)) {
+			vmm_vcpu_park(vm);
+			continue;
+		}
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -496,6 +530,8 @@ static void *vcpu_thread(void *arg)
 			handle_io(c);
 			break;
 		case KVM_EXIT_MMIO:
+			if (poisoned_access(c))
+				break;
 			if (!c->run->mmio.is_write)
 				memset(c->run->mmio.data, 0xff, sizeof(c->run->mmio.data));
 			break;

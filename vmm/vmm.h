@@ -63,6 +63,7 @@ struct vmm {
 	/* KVM. */
 	int kvm_fd, vm_fd;
 	uint8_t *mem;
+	unsigned nr_slots; /* KVM memory slots of guest RAM (several around poisoned pages) */
 	uint64_t tsc_khz;
 	struct kvm_cpuid2 *cpuid;
 	struct vmce_vm *vmce;
@@ -82,6 +83,10 @@ struct vmm {
 	int exit_status;
 	char exit_reason[256];
 	unsigned vcpus_ready;
+	atomic_bool pause_req; /* a migration parks the vCPUs */
+	unsigned vcpus_parked;
+	const char *incoming; /* --incoming ADDR */
+	void (*on_event)(const struct vmce_event *ev, void *opaque);
 	int wake_fd; /* eventfd: wakes the control thread (new events, stop) */
 };
 
@@ -96,6 +101,24 @@ int vmm_setup(struct vmm *vm);
 int vmm_start_vcpus(struct vmm *vm);
 void vmm_join_vcpus(struct vmm *vm);
 void vmm_teardown(struct vmm *vm);
+
+/* migrate.c */
+struct vmm_mig_result {
+	uint64_t bytes, vmce_bytes, pages_sent, pages_skipped;
+	unsigned resends;
+	bool aborted; /* ended by the abort-on-error policy */
+	double total_ms, downtime_ms;
+	char reason[512];
+};
+/* Source: migrate the running guest to `to`.  0: the destination runs the guest (the caller
+ * stops this VM); -1: res->reason says why, and the guest keeps running here. */
+int vmm_migrate_out(struct vmm *vm, const char *to, bool abort_on_error,
+		    struct vmm_mig_result *res);
+/* Destination: wait on addr, set the VM up from the source's state.  0: committed, start the
+ * vCPUs; -1: failed (reason printed); -2: the address is invalid. */
+int vmm_migrate_in(struct vmm *vm, const char *addr);
+void vmm_vcpu_park(struct vmm *vm);
+void vmm_resume_vcpus(struct vmm *vm);
 
 /* control.c */
 int control_start(struct vmm *vm);

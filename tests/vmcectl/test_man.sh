@@ -17,7 +17,7 @@ groff -man -Tutf8 -ww "$MAN" >"$TMP/page" 2>"$TMP/warnings"
 CHECKS=$((CHECKS + 1))
 [ "$(wc -l <"$TMP/page")" -gt 100 ] || bad "the rendered page is too short"
 
-for c in synth decode profile inject status events quit; do
+for c in synth decode profile inject status events migrate quit; do
 	CHECKS=$((CHECKS + 1))
 	grep -q "^\.SS $c\$" "$MAN" || bad "no section for the command $c"
 	expect_ok "$c" --help

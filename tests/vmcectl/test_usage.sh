@@ -7,19 +7,19 @@ unset VMCE_SOCKET
 # Help: stdout, exit 0.
 expect_ok --help
 out_line '^Usage: vmcectl '
-for c in synth decode inject status events quit; do
+for c in synth decode inject status events migrate quit; do
 	out_line "^  $c "
 done
 expect_ok --version
 out_line '^vmcectl \(vmce\) [0-9]+\.[0-9]+$'
-for c in synth decode profile inject status events quit; do
+for c in synth decode profile inject status events migrate quit; do
 	expect_ok "$c" --help
 	out_line "^Usage: vmcectl $c"
 	expect_ok "$c" -h
 	out_line "^Usage: vmcectl $c"
 done
 # Help texts fit in 80 columns.
-for c in "" synth decode profile inject status events quit; do
+for c in "" synth decode profile inject status events migrate quit; do
 	run $c --help
 	CHECKS=$((CHECKS + 1))
 	awk 'length > 79 { exit 1 }' "$OUT" || bad "a line of 'vmcectl $c --help' is longer than 79"
@@ -93,6 +93,12 @@ expect_usage "--max: 0 events asked for" events --max 0
 expect_usage "--max cannot be combined with --follow" events --follow --max 3
 expect_usage "--after: '-1' is negative" events --after -1
 expect_usage "unexpected argument 'now'" quit now
+expect_usage "--to ADDR is required" migrate --socket /nonexistent
+expect_usage "--to: the address must be 1 to 200 bytes" migrate --to "" --socket /nonexistent
+expect_usage "no control socket" migrate --to /tmp/x.sock
+expect_usage "unexpected argument 'x'" migrate --to /tmp/x.sock x
+expect_usage "unknown option '--frob'" migrate --frob
+expect_fail "cannot connect to $TMP/none.sock" migrate --to /tmp/x.sock --socket "$TMP/none.sock"
 
 # inject checks its mce-inject text before it connects: a bad file is a failure (1) that
 # names the line, and nothing is sent.

@@ -47,6 +47,8 @@ enum {
 	OPT_AFTER,
 	OPT_MAX,
 	OPT_FOLLOW,
+	OPT_TO,
+	OPT_ABORT_ON_ERROR,
 };
 
 #define COMMON_OPTS                                                                                \
@@ -633,6 +635,111 @@ static void print_quit(const struct jval *r)
 int cmd_quit(int argc, char **argv)
 {
 	return simple_request(argc, argv, "quit", quit_help, print_quit);
+}
+
+/* ---- migrate ------------------------------------------------------------------------------- */
+
+static const char migrate_help[] =
+	"Usage: vmcectl migrate --to ADDR [OPTIONS]\n"
+	"\n"
+	"Move the running guest to a 'vmce-vm --incoming ADDR' (stop and copy): its\n"
+	"memory (poisoned pages stay poisoned), vCPU state and vmce state.  On success\n"
+	"the source vmce-vm exits 0; on any failure the guest keeps running at the\n"
+	"source and the reason is printed.\n"
+	"\n"
+	"Options:\n"
+	"  --to ADDR         the destination: a UNIX socket path or a loopback\n"
+	"                    HOST:PORT (127.0.0.1:4444, localhost:4444, [::1]:4444)\n"
+	"  --abort-on-error  cancel the migration when an error is forwarded while it\n"
+	"                    runs (default: send the vmce state again)\n"
+	"  --socket PATH     vmce-vm's control socket (default: $VMCE_SOCKET)\n"
+	"  --timeout S       seconds to wait for the result (default 120; 0: forever)\n" HELP_JSON
+		HELP_HELP;
+
+int cmd_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{"to", required_argument, NULL, OPT_TO},
+		{"abort-on-error", no_argument, NULL, OPT_ABORT_ON_ERROR},
+		{NULL, 0, NULL, 0},
+	};
+	struct common co = {.timeout = 120};
+	const char *to = NULL, *raw;
+	bool abort_on_error = false, ok = false;
+	struct client cl;
+	struct jval *resp;
+	struct req rq;
+	char *request;
+	int c, rc;
+
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == OPT_TO) {
+			to = optarg;
+			continue;
+		}
+		if (c == OPT_ABORT_ON_ERROR) {
+			abort_on_error = true;
+			continue;
+		}
+		rc = common_opt(c, &co, migrate_help);
+		if (rc < 0)
+			return EXIT_OK;
+		if (rc == 1)
+			return bad_option(c, argv);
+		if (rc)
+			return rc;
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%.64s'", argv[optind]);
+	if (!to)
+		return usage_error("--to ADDR is required (the destination vmce-vm --incoming)");
+	if (!*to || strlen(to) > 200)
+		return usage_error("--to: the address must be 1 to 200 bytes");
+	rc = open_client(&cl, &co);
+	if (rc)
+		return rc;
+	if (req_open(&rq, "migrate")) {
+		client_close(&cl);
+		return EXIT_FAIL;
+	}
+	fputs(",\"to\":", rq.f);
+	json_put_string(rq.f, to);
+	if (abort_on_error)
+		fputs(",\"abort_on_error\":true", rq.f);
+	request = req_close(&rq);
+	if (!request) {
+		client_close(&cl);
+		return fail("out of memory");
+	}
+	resp = call(&cl, request, &raw);
+	free(request);
+	if (!resp) {
+		client_close(&cl);
+		return EXIT_FAIL;
+	}
+	json_get_bool(resp, "ok", &ok);
+	rc = EXIT_OK;
+	if (!ok) {
+		rc = client_error(resp);
+	} else if (co.json) {
+		puts(raw);
+	} else {
+		uint64_t bytes = 0, skipped = 0, resends = 0;
+
+		json_get_u64(resp, "bytes", &bytes);
+		json_get_u64(resp, "pages_skipped", &skipped);
+		json_get_u64(resp, "resends", &resends);
+		printf("migrated to %s: %llu bytes, %llu poisoned page(s) skipped, %llu "
+		       "resend(s)\n",
+		       to, (unsigned long long)bytes, (unsigned long long)skipped,
+		       (unsigned long long)resends);
+	}
+	json_free(resp);
+	client_close(&cl);
+	return rc;
 }
 
 /* ---- events -------------------------------------------------------------------------------- */

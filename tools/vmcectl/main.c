@@ -23,6 +23,7 @@ static const struct subcommand subcommands[] = {
 	{"inject", cmd_inject, "inject a host error into a running vmce-vm"},
 	{"status", cmd_status, "show a running vmce-vm's MCA state and counters"},
 	{"events", cmd_events, "show (or follow) a running vmce-vm's event log"},
+	{"migrate", cmd_migrate, "move a running vmce-vm's guest to another vmce-vm"},
 	{"quit", cmd_quit, "stop a running vmce-vm"},
 };
 
@@ -69,6 +70,6 @@ int main(int argc, char **argv)
 	if (argv[1][0] == '-')
 		return usage_error("unknown option '%.64s' (a command comes first)", argv[1]);
 	return usage_error("unknown command '%.64s' (expected synth, decode, profile, inject, "
-			   "status, events or quit)",
+			   "status, events, migrate or quit)",
 			   argv[1]);
 }

@@ -61,5 +61,6 @@ int cmd_inject(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_quit(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 
 #endif /* VMCECTL_H */
