@@ -160,67 +160,29 @@ const char *vmce_event_kind_name(enum vmce_event_kind k)
 	return (unsigned)k < VMCE_ARRAY_SIZE(names) ? names[k] : "unknown";
 }
 
-static const char *signal_name(enum vmce_signal s)
-{
-	switch (s) {
-	case VMCE_SIGNAL_MC:
-		return "mc";
-	case VMCE_SIGNAL_CMCI:
-		return "cmci";
-	default:
-		return "none";
-	}
-}
-
-/* JSON string escaping for reasons (which may quote guest- or operator-supplied text). */
-static int json_str(char *buf, size_t len, const char *s)
-{
-	size_t o = 0;
-	int need = 2;
-
-	for (const char *c = s; *c; c++)
-		need += (*c == '"' || *c == '\\') ? 2 : ((unsigned char)*c < 0x20 ? 6 : 1);
-	if (len == 0)
-		return need;
-	buf[o++] = '"';
-	for (const char *c = s; *c && o + 7 < len; c++) {
-		unsigned char ch = (unsigned char)*c;
-
-		if (ch == '"' || ch == '\\') {
-			buf[o++] = '\\';
-			buf[o++] = (char)ch;
-		} else if (ch < 0x20) {
-			o += (size_t)snprintf(buf + o, len - o, "\\u%04x", ch);
-		} else {
-			buf[o++] = (char)ch;
-		}
-	}
-	if (o + 1 < len)
-		buf[o++] = '"';
-	buf[o < len ? o : len - 1] = '\0';
-	return need;
-}
-
 int vmce_event_format_json(const struct vmce_event *ev, char *buf, size_t len)
 {
-	/* A reason is at most 159 bytes; escaped, at most 6 bytes each, plus quotes. */
-	char reason[sizeof(ev->reason) * 6 + 3], rec[256] = "", gpa[32] = "null";
+	struct jbuf b = {buf, buf ? len : 0, 0};
 	const struct vmce_vcpu_record *r = &ev->record;
-	int n;
 
-	json_str(reason, sizeof(reason), ev->reason);
+	vmce__jprintf(&b,
+		      "{\"seq\":%" PRIu64 ",\"time_ns\":%" PRIu64
+		      ",\"kind\":\"%s\",\"class\":\"%s\",\"vcpu\":%d,\"gpa\":",
+		      ev->seq, ev->time_ns, vmce_event_kind_name(ev->kind),
+		      vmce_class_name(ev->cls), ev->vcpu);
 	if (ev->has_gpa)
-		snprintf(gpa, sizeof(gpa), "\"0x%" PRIx64 "\"", ev->gpa);
+		vmce__jprintf(&b, "\"0x%" PRIx64 "\"", ev->gpa);
+	else
+		vmce__jput(&b, "null", 4);
+	vmce__jprintf(&b, ",\"signal\":\"%s\",\"mcg_status\":\"0x%" PRIx64 "\"",
+		      vmce__signal_name(r->signal), r->mcg_status);
 	if (r->bank >= 0)
-		snprintf(rec, sizeof(rec),
-			 ",\"bank\":%d,\"status\":\"0x%016" PRIx64 "\",\"addr\":\"0x%" PRIx64
-			 "\",\"misc\":\"0x%" PRIx64 "\"",
-			 r->bank, r->status, r->addr, r->misc);
-	n = snprintf(buf, len,
-		     "{\"seq\":%" PRIu64 ",\"time_ns\":%" PRIu64
-		     ",\"kind\":\"%s\",\"class\":\"%s\",\"vcpu\":%d,\"gpa\":%s"
-		     ",\"signal\":\"%s\",\"mcg_status\":\"0x%" PRIx64 "\"%s,\"reason\":%s}",
-		     ev->seq, ev->time_ns, vmce_event_kind_name(ev->kind), vmce_class_name(ev->cls),
-		     ev->vcpu, gpa, signal_name(r->signal), r->mcg_status, rec, reason);
-	return n;
+		vmce__jprintf(&b,
+			      ",\"bank\":%d,\"status\":\"0x%016" PRIx64 "\",\"addr\":\"0x%" PRIx64
+			      "\",\"misc\":\"0x%" PRIx64 "\"",
+			      r->bank, r->status, r->addr, r->misc);
+	vmce__jput(&b, ",\"reason\":", 10);
+	vmce__jstr(&b, ev->reason, sizeof(ev->reason));
+	vmce__jput(&b, "}", 1);
+	return vmce__jfinish(&b);
 }

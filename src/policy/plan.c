@@ -439,67 +439,6 @@ bool vmce_plan_vcpu(const struct vmce_plan *plan, unsigned index, struct vmce_vc
 
 /* ---- JSON ----------------------------------------------------------------------------------- */
 
-struct jbuf {
-	char *buf;
-	size_t len, pos; /* pos: bytes the whole text needs */
-};
-
-static void jput(struct jbuf *b, const char *s, size_t n)
-{
-	if (b->len && b->pos + 1 < b->len) {
-		size_t room = b->len - 1 - b->pos;
-
-		memcpy(b->buf + b->pos, s, n < room ? n : room);
-	}
-	b->pos += n;
-}
-
-static void jprintf(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void jprintf(struct jbuf *b, const char *fmt, ...)
-{
-	char tmp[192];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		jput(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void jstr(struct jbuf *b, const char *s, size_t max)
-{
-	jput(b, "\"", 1);
-	for (size_t i = 0; i < max && s[i]; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\') {
-			char esc[2] = {'\\', (char)c};
-
-			jput(b, esc, 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			jprintf(b, "\\u%04x", c);
-		} else {
-			jput(b, (const char *)&c, 1);
-		}
-	}
-	jput(b, "\"", 1);
-}
-
-static const char *signal_str(enum vmce_signal s)
-{
-	switch (s) {
-	case VMCE_SIGNAL_MC:
-		return "mc";
-	case VMCE_SIGNAL_CMCI:
-		return "cmci";
-	default:
-		return "none";
-	}
-}
-
 int vmce_plan_format_json(const struct vmce_plan *plan, char *buf, size_t len)
 {
 	struct jbuf b = {buf, buf ? len : 0, 0};
@@ -508,31 +447,30 @@ int vmce_plan_format_json(const struct vmce_plan *plan, char *buf, size_t len)
 
 	if (!plan)
 		return -EINVAL;
-	jprintf(&b, "{\"verdict\":\"%s\",\"class\":\"%s\",\"reason\":",
-		vmce_verdict_name(plan->verdict), vmce_class_name(plan->cls));
-	jstr(&b, plan->reason, sizeof(plan->reason));
+	vmce__jprintf(&b, "{\"verdict\":\"%s\",\"class\":\"%s\",\"reason\":",
+		      vmce_verdict_name(plan->verdict), vmce_class_name(plan->cls));
+	vmce__jstr(&b, plan->reason, sizeof(plan->reason));
 	if (plan->has_gpa)
-		jprintf(&b, ",\"gpa\":\"0x%" PRIx64 "\"", plan->gpa);
+		vmce__jprintf(&b, ",\"gpa\":\"0x%" PRIx64 "\"", plan->gpa);
 	else
-		jprintf(&b, ",\"gpa\":null");
-	jprintf(&b, ",\"nr_vcpus\":%u,\"target\":%u,\"broadcast\":%s,\"lmce\":%s,\"vcpus\":[",
-		plan->nr_vcpus, plan->target, plan->broadcast ? "true" : "false",
-		plan->lmce ? "true" : "false");
+		vmce__jprintf(&b, ",\"gpa\":null");
+	vmce__jprintf(&b, ",\"nr_vcpus\":%u,\"target\":%u,\"broadcast\":%s,\"lmce\":%s,\"vcpus\":[",
+		      plan->nr_vcpus, plan->target, plan->broadcast ? "true" : "false",
+		      plan->lmce ? "true" : "false");
 	for (unsigned i = 0; i < plan->nr_vcpus; i++) {
 		if (!vmce_plan_vcpu(plan, i, &r))
 			continue;
-		jprintf(&b, "%s{\"cpu\":%u,\"signal\":\"%s\",\"mcg_status\":\"0x%" PRIx64 "\"",
-			first ? "" : ",", i, signal_str(r.signal), r.mcg_status);
+		vmce__jprintf(&b,
+			      "%s{\"cpu\":%u,\"signal\":\"%s\",\"mcg_status\":\"0x%" PRIx64 "\"",
+			      first ? "" : ",", i, vmce__signal_name(r.signal), r.mcg_status);
 		if (r.bank >= 0)
-			jprintf(&b,
-				",\"bank\":%d,\"status\":\"0x%016" PRIx64 "\",\"addr\":\"0x%" PRIx64
-				"\",\"misc\":\"0x%" PRIx64 "\"",
-				r.bank, r.status, r.addr, r.misc);
-		jput(&b, "}", 1);
+			vmce__jprintf(&b,
+				      ",\"bank\":%d,\"status\":\"0x%016" PRIx64
+				      "\",\"addr\":\"0x%" PRIx64 "\",\"misc\":\"0x%" PRIx64 "\"",
+				      r.bank, r.status, r.addr, r.misc);
+		vmce__jput(&b, "}", 1);
 		first = false;
 	}
-	jput(&b, "]}", 2);
-	if (b.len)
-		b.buf[b.pos < b.len ? b.pos : b.len - 1] = '\0';
-	return b.pos > (size_t)INT32_MAX ? INT32_MAX : (int)b.pos;
+	vmce__jput(&b, "]}", 2);
+	return vmce__jfinish(&b);
 }

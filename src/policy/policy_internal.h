@@ -85,4 +85,20 @@ void vmce__memmap_fini(struct vmce_memmap *m);
 void vmce__events_init(struct vmce_event_log *l);
 void vmce__events_fini(struct vmce_event_log *l);
 
+/*
+ * JSON output (json.c).  A jbuf writes into buf (len bytes, may be 0) and counts in pos the
+ * bytes the whole text needs; vmce__jfinish() terminates it and returns that count, like
+ * snprintf.  vmce__jstr() writes a quoted, escaped string of at most max bytes of s.
+ */
+struct jbuf {
+	char *buf;
+	size_t len, pos;
+};
+
+void vmce__jput(struct jbuf *b, const char *s, size_t n);
+void vmce__jprintf(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vmce__jstr(struct jbuf *b, const char *s, size_t max);
+int vmce__jfinish(struct jbuf *b);
+const char *vmce__signal_name(enum vmce_signal s); /* "mc", "cmci", "none" */
+
 #endif /* VMCE_POLICY_INTERNAL_H */
