@@ -101,6 +101,9 @@ static inline void vmce__write_end(struct vmce_vcpu *v)
 	atomic_store_explicit(&v->seq, s + 1, memory_order_release);
 }
 
+/* Store a whole, already validated state into a vCPU (its thread, or while it is stopped). */
+void vmce__vcpu_store_state(struct vmce_vcpu *v, const struct vmce_vcpu_state *st);
+
 /*
  * Put one record on a vCPU's queue (any thread; the caller holds vm->inject_lock).
  * Returns 0 or -EBUSY when the queue is full.

@@ -198,6 +198,12 @@ int vmce_vcpu_set_state(struct vmce_vcpu *v, const struct vmce_vcpu_state *st, s
 	if (st->amd_mcstatus_wren && p->vendor != VMCE_VENDOR_AMD)
 		return vmce__fail(err, -EINVAL, "amd_mcstatus_wren is set on an intel profile");
 
+	vmce__vcpu_store_state(v, st);
+	return 0;
+}
+
+void vmce__vcpu_store_state(struct vmce_vcpu *v, const struct vmce_vcpu_state *st)
+{
 	vmce__write_begin(v);
 	ST(v->mcg_status, st->mcg_status);
 	ST(v->mcg_ctl, st->mcg_ctl);
@@ -211,5 +217,4 @@ int vmce_vcpu_set_state(struct vmce_vcpu *v, const struct vmce_vcpu_state *st, s
 		ST(v->bank[i].ctl2, st->bank[i].ctl2);
 	}
 	vmce__write_end(v);
-	return 0;
 }

@@ -215,21 +215,7 @@ int vmce_restore_check(const struct vmce_profile *dest, const void *stream, size
 
 static void write_vcpu(struct vmce_vcpu *v, const struct vmce_mig_vcpu *src)
 {
-	const struct vmce_vcpu_state *st = &src->st;
-
-	vmce__write_begin(v);
-	ST(v->mcg_status, st->mcg_status);
-	ST(v->mcg_ctl, st->mcg_ctl);
-	ST(v->mcg_ext_ctl, st->mcg_ext_ctl);
-	ST(v->amd_wren, st->amd_mcstatus_wren);
-	for (unsigned i = 0; i < VMCE_MAX_BANKS; i++) {
-		ST(v->bank[i].ctl, st->bank[i].ctl);
-		ST(v->bank[i].status, st->bank[i].status);
-		ST(v->bank[i].addr, st->bank[i].addr);
-		ST(v->bank[i].misc, st->bank[i].misc);
-		ST(v->bank[i].ctl2, st->bank[i].ctl2);
-	}
-	vmce__write_end(v);
+	vmce__vcpu_store_state(v, &src->st);
 	atomic_store(&v->started, src->started);
 }
 
