@@ -808,6 +808,18 @@ static int protect_poisoned(struct vmm *vm, struct mig_conn *m)
 	return 0;
 }
 
+/* Every page the source did not send must be poisoned (it skipped it for that reason only). */
+static int check_skipped(struct vmm *vm, struct mig_conn *m, const uint8_t *got)
+{
+	for (uint64_t p = 0; p < vm->mem_size / PAGE; p++)
+		if (!(got[p / 8] & (1u << (p % 8))) && !vmce_poison_contains(vm->vmce, p * PAGE))
+			return mig_fail(m,
+					"memory: page 0x%" PRIx64
+					" was not sent and is not poisoned in the vmce state",
+					p * PAGE);
+	return 0;
+}
+
 /*
  * --incoming: accept one source, build the VM from what it sends, and return 0 once the source
  * committed (the caller then starts the vCPUs).  Nothing runs before the commit; any error
@@ -824,6 +836,7 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 	struct mig_hdr h;
 	struct vmce_err err;
 	bool *seen = NULL;
+	uint8_t *got = NULL; /* one bit per guest page received */
 	void *buf = NULL;
 	int lfd, rc = -1;
 	uint64_t pages = 0;
@@ -906,6 +919,11 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 		goto fail;
 
 	/* 2. Memory. */
+	got = calloc(vm->mem_size / PAGE / 8 + 1, 1);
+	if (!got) {
+		mig_fail(&m, "out of memory");
+		goto fail;
+	}
 	for (;;) {
 		uint64_t gpa;
 
@@ -947,6 +965,13 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 				 " is not page-aligned inside guest memory",
 				 gpa, h.len - sizeof(gpa));
 			goto fail;
+		}
+		for (uint64_t p = gpa / PAGE; p < (gpa + h.len - sizeof(gpa)) / PAGE; p++) {
+			if (got[p / 8] & (1u << (p % 8))) {
+				mig_fail(&m, "memory: page 0x%" PRIx64 " received twice", p * PAGE);
+				goto fail;
+			}
+			got[p / 8] |= (uint8_t)(1u << (p % 8));
 		}
 		if (read_all(&m, vm->mem + gpa, (size_t)(h.len - sizeof(gpa))))
 			goto fail;
@@ -1021,7 +1046,8 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 		}
 		if (recv_vmce(&m, &h, &buf))
 			goto fail;
-		if (take_vmce(vm, &m, &backing, buf, (size_t)h.len) || protect_poisoned(vm, &m)) {
+		if (take_vmce(vm, &m, &backing, buf, (size_t)h.len) || check_skipped(vm, &m, got) ||
+		    protect_poisoned(vm, &m)) {
 			free(buf);
 			buf = NULL;
 			goto refuse;
@@ -1043,12 +1069,16 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 	rc = 0;
 	goto out;
 refuse:
-	(void)send_reply(&m, false, m.err);
+	/* Tell the source why; a source that is gone already does not change the reason. */
+	memcpy(why, m.err, sizeof(why));
+	(void)send_reply(&m, false, why);
+	memcpy(m.err, why, sizeof(m.err));
 fail:
 	fprintf(stderr, "vmce-vm: incoming migration failed: %s\n", m.err);
 	rc = -1;
 out:
 	free(seen);
+	free(got);
 	if (m.fd >= 0)
 		close(m.fd);
 out_listen:

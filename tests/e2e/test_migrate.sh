@@ -15,6 +15,8 @@
 #              the destination gets an SRAR, is killed and restarted there
 #   dest_dies  the destination exits after receiving memory: the source keeps running, answers
 #              status and handles a later SRAO; refusals (profile, address, garbage) likewise
+#   garbage    malformed migration streams sent to a destination: each makes it exit 1 with a
+#              message naming the problem, without running anything
 set -u
 VMM=${1:?usage: $0 PATH/TO/vmce-vm PATH/TO/vmcectl SCENARIO}
 VMCECTL=${2:?usage: $0 PATH/TO/vmce-vm PATH/TO/vmcectl SCENARIO}
@@ -326,8 +328,89 @@ EOF
 	SRC_PID=
 }
 
+# A client of the migration protocol that sends one malformed sequence (frames: u32 type,
+# u32 reserved, u64 length; hello: u64 magic, u32 version, u32 vCPUs, u64 memory, char[128]).
+GARBAGE_PY='
+import socket, struct, sys
+path, case = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+def frame(t, data, reserved=0, length=None):
+    n = len(data) if length is None else length
+    s.sendall(struct.pack("<IIQ", t, reserved, n) + data)
+def hello(magic=0x31474d45434d56, version=1, cpus=1, mem=4 << 20, prof=b"intel,banks=2,ser"):
+    frame(1, struct.pack("<QIIQ", magic, version, cpus, mem) + prof.ljust(128, b"\0"))
+def reply():
+    h = s.recv(16)
+    if len(h) == 16:
+        s.recv(struct.unpack("<IIQ", h)[2])
+def mem(gpa, data):
+    frame(3, struct.pack("<Q", gpa) + data)
+pg = b"\xaa" * 4096
+if case == "type": frame(2, b"\0" * 8)
+elif case == "reserved": frame(1, b"", reserved=5)
+elif case == "huge": frame(1, b"", length=1 << 40)
+elif case == "short": frame(1, b"\0" * 10)
+elif case == "magic": hello(magic=1)
+elif case == "cpus": hello(cpus=0)
+elif case == "mem": hello(mem=5)
+elif case == "profile": hello(prof=b"arm,banks=2")
+else:
+    hello()
+    reply()
+    if case == "outside": mem(4 << 20, pg)
+    elif case == "unaligned": mem(0, pg + b"x")
+    elif case == "twice": mem(0, pg); mem(0, pg)
+    elif case == "counts": frame(4, struct.pack("<QQ", 5, 0))
+    elif case == "vcpu": frame(4, struct.pack("<QQ", 0, 1024)); frame(5, b"\0" * 16)
+    elif case == "vcpubig": frame(4, struct.pack("<QQ", 0, 1024)); frame(5, b"", length=1 << 30)
+    elif case == "commit": frame(7, b"")
+    elif case == "eof": frame(3, struct.pack("<Q", 0) + pg[:100], length=8 + 4096)
+try:
+    s.shutdown(socket.SHUT_WR)
+    s.recv(4096)
+except OSError:
+    pass
+'
+
+scenario_garbage() {
+	local c msg
+	if ! command -v python3 >/dev/null 2>&1; then
+		echo "SKIP: python3 is not installed"
+		exit 77
+	fi
+	while IFS='|' read -r c msg; do
+		start_dst "$TMP/mig.sock"
+		python3 -c "$GARBAGE_PY" "$TMP/mig.sock" "$c"
+		wait_exit "$DST_PID" 20
+		check test $? -eq 1
+		DST_PID=
+		CHECKS=$((CHECKS + 1))
+		grep -qF -- "incoming migration failed: $msg" "$TMP/dst.err" ||
+			bad "case $c: expected the destination to say: $msg"
+		check test ! -s "$TMP/dst.con"
+	done <<'EOF'
+type|protocol error: unexpected frame type 2
+reserved|protocol error: hello frame: reserved field is 0x5, not 0
+huge|protocol error: hello frame of 1099511627776 bytes (at most 152)
+short|protocol error: hello frame of 10 bytes, expected 152
+magic|hello: not a vmce-vm migration of version 1
+cpus|hello: nr_vcpus 0 out of range (1 to 64)
+mem|hello: mem_size 0x5 out of range
+profile|hello: profile: unknown vendor 'arm'
+outside|memory: range 0x400000+0x1000 is not page-aligned inside guest memory
+unaligned|protocol error: mem frame of 4105 bytes
+twice|memory: page 0x0 received twice
+counts|memory: 0 pages received, the source says 5 sent and 0 skipped of 1024
+vcpu|protocol error: vcpu frame of 16 bytes
+vcpubig|protocol error: vcpu frame of 1073741824 bytes (at most
+commit|protocol error: unexpected frame type 7
+eof|the peer closed the connection
+EOF
+}
+
 case $SCENARIO in
-errors | abort | srar | dest_dies) "scenario_$SCENARIO" ;;
+errors | abort | srar | dest_dies | garbage) "scenario_$SCENARIO" ;;
 *)
 	echo "unknown scenario '$SCENARIO'" >&2
 	exit 2
