@@ -318,10 +318,6 @@ int main(int argc, char **argv)
 	if (vm->incoming) {
 		int r;
 
-		if (vm->hybrid) {
-			fprintf(stderr, "vmce-vm: --incoming: not supported with --hybrid\n");
-			return VMM_EXIT_USAGE;
-		}
 		r = vmm_migrate_in(vm, vm->incoming);
 		if (r) {
 			vmm_teardown(vm);

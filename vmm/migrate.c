@@ -520,6 +520,10 @@ static int send_vmce(struct vmm *vm, struct mig_conn *m, struct vmm_mig_result *
 	size_t len;
 	int rc;
 
+	/* Hybrid mode: KVM's MCA registers are the live state; the vCPUs are parked. */
+	for (unsigned i = 0; vm->hybrid && i < vm->nr_vcpus; i++)
+		if (vm->vcpu[i].kv && vmce_kvm_sync_from_kernel(vm->vcpu[i].kv, &err))
+			return mig_fail(m, "vCPU %u: %s", i, err.msg);
 	if (vmce_save_alloc(vm->vmce, &buf, &len, &err))
 		return mig_fail(m, "vmce_save: %s", err.msg);
 	res->vmce_bytes = len;
@@ -587,11 +591,6 @@ int vmm_migrate_out(struct vmm *vm, const char *to, bool abort_on_error, struct 
 	memset(res, 0, sizeof(*res));
 	if (vmm_mig_parse_addr(to, &a, &alen, res->reason, sizeof(res->reason)))
 		return -1;
-	if (vm->hybrid) {
-		snprintf(res->reason, sizeof(res->reason),
-			 "migration is not supported in --hybrid mode");
-		return -1;
-	}
 	m.fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (m.fd < 0) {
 		snprintf(res->reason, sizeof(res->reason), "socket: %s", strerror(errno));

@@ -9,6 +9,7 @@
 #   errors     SRAO before (handled at the source), during (injected on the source between
 #              vmce_migration_begin and _end: the vmce state is sent again) and after (at the
 #              destination) a migration over loopback TCP: each handled exactly once
+#   hybrid     errors, with --hybrid on both sides (KVM's in-kernel MCA holds the bank state)
 #   abort      the same "during" error with --abort-on-error: the migration is cancelled, the
 #              guest stays at the source and handles it there, once; the destination exits 1
 #   srar       a page poisoned during the migration stays poisoned: the workload touching it at
@@ -138,9 +139,9 @@ offline_line() { # offline_line FILE GPA: lines recording the page's offlining
 
 PORT=$((20000 + ($$ % 20000)))
 
-scenario_errors() {
-	VMCE_VM_TEST_MIGRATE_INJECT=0x2400000 start_src --cpus 2
-	start_dst "127.0.0.1:$PORT"
+scenario_errors() { # [--hybrid]
+	VMCE_VM_TEST_MIGRATE_INJECT=0x2400000 start_src --cpus 2 "$@"
+	start_dst "127.0.0.1:$PORT" "$@"
 	# Before: handled at the source.
 	srao "$TMP/src.sock" 0x2000000
 	wait_for "$TMP/src.con" "addr=0x2000000 misc=0x8c mcgstatus=0x5 action=offline-page" 30
@@ -166,6 +167,9 @@ scenario_errors() {
 	wait_for "$TMP/dst.con" "addr=0x2800000 misc=0x8c mcgstatus=0x5 action=offline-page" 30
 	ctl "$TMP/dst.sock" status --json
 	check jqe '.state == "running" and .poisoned.count == 3' "$TMP/out"
+	# The MCA state the guest set up at the source (MCi_CTL, CMCI enabled in CTL2) came along.
+	check jqe '[.vcpus[].banks[] | .ctl == "0xffffffffffffffff" and .ctl2 == "0x40000001"]
+		| all and length == 4' "$TMP/out"
 	check jqe '.poisoned.pages == ["0x2000000","0x2400000","0x2800000"]' "$TMP/out"
 	# Exactly once: each page's offline line on one console only, matching the event logs.
 	check test "$(offline_line "$TMP/src.con" 0x2000000)" -eq 1
@@ -411,6 +415,7 @@ EOF
 
 case $SCENARIO in
 errors | abort | srar | dest_dies | garbage) "scenario_$SCENARIO" ;;
+hybrid) scenario_errors --hybrid ;;
 *)
 	echo "unknown scenario '$SCENARIO'" >&2
 	exit 2
