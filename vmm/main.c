@@ -321,7 +321,9 @@ int main(int argc, char **argv)
 		r = vmm_migrate_in(vm, vm->incoming);
 		if (r) {
 			vmm_teardown(vm);
-			return r == -2 ? VMM_EXIT_USAGE : VMM_EXIT_ERROR;
+			return r == -2	 ? VMM_EXIT_USAGE
+			       : r == -3 ? VMM_EXIT_TIMEOUT
+					 : VMM_EXIT_ERROR;
 		}
 	} else if (vmm_setup(vm)) {
 		vmm_teardown(vm);

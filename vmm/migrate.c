@@ -658,7 +658,12 @@ int vmm_migrate_out(struct vmm *vm, const char *to, bool abort_on_error, struct 
 			goto fail;
 	}
 	begun = false;
-	/* 4. Commit: from the destination's answer on, the guest runs there. */
+	/* 4. Commit: from the destination's answer on, the guest runs there.  A VM told to stop
+	 * meanwhile (SIGTERM, --timeout) does not hand its guest over. */
+	if (atomic_load(&vm->stopped)) {
+		mig_fail(&m, "the VM is stopping: migration cancelled before the commit");
+		goto fail;
+	}
 	if (send_frame(&m, F_COMMIT, NULL, 0) || recv_reply(&m, "commit")) {
 		/* The migration is over in vmce's view; the guest was never started at the
 		 * destination if it answered nothing: keep running here. */
@@ -841,6 +846,8 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 	uint64_t pages = 0;
 	char why[MIG_MAX_REASON];
 
+	uint64_t t0 = vmm_now_ns();
+
 	if (vmm_mig_parse_addr(addr_text, &a, &alen, why, sizeof(why))) {
 		fprintf(stderr, "vmce-vm: --incoming %s: %s\n", addr_text, why);
 		return -2;
@@ -856,6 +863,14 @@ int vmm_migrate_in(struct vmm *vm, const char *addr_text)
 
 		if (sigterm_pending()) {
 			fprintf(stderr, "vmce-vm: stopped while waiting for a migration\n");
+			goto out_listen;
+		}
+		if (vm->timeout > 0 && (double)(vmm_now_ns() - t0) / 1e9 > vm->timeout) {
+			fprintf(stderr,
+				"vmce-vm: --timeout of %g s expired while waiting for a "
+				"migration\n",
+				vm->timeout);
+			rc = -3;
 			goto out_listen;
 		}
 		if (poll(&p, 1, 200) > 0)

@@ -115,7 +115,8 @@ struct vmm_mig_result {
 int vmm_migrate_out(struct vmm *vm, const char *to, bool abort_on_error,
 		    struct vmm_mig_result *res);
 /* Destination: wait on addr, set the VM up from the source's state.  0: committed, start the
- * vCPUs; -1: failed (reason printed); -2: the address is invalid. */
+ * vCPUs; -1: failed (reason printed); -2: the address is invalid; -3: --timeout expired while
+ * waiting for a source. */
 int vmm_migrate_in(struct vmm *vm, const char *addr);
 void vmm_vcpu_park(struct vmm *vm);
 void vmm_resume_vcpus(struct vmm *vm);

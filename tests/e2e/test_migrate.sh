@@ -302,6 +302,9 @@ cannot back the guest (intel,banks=2,ser,tes,cmci): profile.vendor" "$TMP/err"
 	"$VMM" --incoming 192.168.1.1:5555 >/dev/null 2>"$TMP/out"
 	check test $? -eq 2
 	check grep -q "192.168.1.1 is not a loopback address" "$TMP/out"
+	"$VMM" --incoming "$TMP/never.sock" --timeout 0.3 >/dev/null 2>"$TMP/out"
+	check test $? -eq 6
+	check grep -q "expired while waiting for a migration" "$TMP/out"
 	# 4. Garbage on a destination's socket: it exits 1 naming the problem, runs nothing.
 	start_dst "$TMP/mig.sock"
 	python3 - "$TMP/mig.sock" <<'EOF'
