@@ -14,6 +14,11 @@
 #              guest stays at the source and handles it there, once; the destination exits 1
 #   srar       a page poisoned during the migration stays poisoned: the workload touching it at
 #              the destination gets an SRAR, is killed and restarted there
+#   srar_before  the same with the SRAO injected before the migration (handled at the source, or
+#              finished at the destination): the workload keeps touching its page until its next
+#              kernel entry, so the migration follows the injection at once (one connection);
+#              when a kernel entry came first (the workload already moved on, rare), the attempt
+#              says so and is repeated (at most 3)
 #   dest_dies  the destination exits after receiving memory: the source keeps running, answers
 #              status and handles a later SRAO; refusals (profile, address, garbage) likewise
 #   garbage    malformed migration streams sent to a destination: each makes it exit 1 with a
@@ -265,6 +270,62 @@ scenario_srar() {
 	DST_PID=
 }
 
+# One attempt of srar_before; 0: SRAR at the destination, 2: inconclusive (the workload moved off
+# the page at a kernel entry before it touched it at the destination).
+srar_before_once() {
+	local prof=intel,banks=2,ser,tes,cmci,lmce cpu page line send
+	send="$(dirname "$VMM")/vmce-vm-send"
+	rm -f "$TMP"/src.* "$TMP"/dst.*
+	start_src --profile $prof
+	line=$(grep -m1 'workload: start' "$TMP/src.con")
+	cpu=$(sed -E 's/.*cpu=([0-9]+).*/\1/' <<<"$line")
+	page=$(sed -E 's/.*page=(0x[0-9a-f]+).*/\1/' <<<"$line")
+	start_dst "$TMP/mig.sock" --profile $prof
+	"$send" "$TMP/src.sock" \
+		"{\"cmd\":\"inject\",\"class\":\"srao\",\"gpa\":\"$page\",\"cpu\":$cpu,\"lmce\":true}" \
+		"{\"cmd\":\"migrate\",\"to\":\"$TMP/mig.sock\"}" >"$TMP/out" 2>"$TMP/err"
+	check test $? -eq 0
+	check grep -q '"verdict":"forward"' "$TMP/out"
+	check grep -q '"migrated":true' "$TMP/out"
+	wait_exit "$SRC_PID" 20
+	check test $? -eq 0
+	SRC_PID=
+	wait_for "$TMP/dst.con" "workload: restarted cpu=$cpu" 30
+	if ! grep -q "action=kill-workload" "$TMP/dst.con"; then
+		echo "srar_before: the workload left its page before touching it at the destination"
+		ctl "$TMP/dst.sock" quit
+		wait_exit "$DST_PID" 20
+		DST_PID=
+		return 2
+	fi
+	check grep -qE \
+		"^mce: cpu=$cpu bank=1 status=0xbd80000000000134 addr=$page .*action=kill-workload" \
+		"$TMP/dst.con"
+	check test "$(grep -c 'workload: restarted' "$TMP/src.con")" -eq 0
+	# The SRAO was handled once, at the source or (its handler finished) at the destination.
+	check test $(($(offline_line "$TMP/src.con" "$page") + $(offline_line "$TMP/dst.con" "$page"))) \
+		-eq 1
+	check test "$(count "$TMP/src.ev" "\"kind\":\"forwarded\",\"class\":\"srao\"")" -eq 1
+	check grep -q "\"kind\":\"forwarded\",\"class\":\"srar\",\"vcpu\":$cpu,\"gpa\":\"$page\"" \
+		"$TMP/dst.ev"
+	ctl "$TMP/dst.sock" status --json
+	check jqe ".poisoned.pages == [\"$page\"] and .counters.by_class.srar == 1" "$TMP/out"
+	ctl "$TMP/dst.sock" quit
+	wait_exit "$DST_PID" 20
+	check test $? -eq 0
+	DST_PID=
+	return 0
+}
+
+scenario_srar_before() {
+	local i
+	for i in 1 2 3; do
+		srar_before_once
+		[ $? -eq 2 ] || return 0
+	done
+	bad "srar_before: inconclusive 3 times in a row"
+}
+
 scenario_dest_dies() {
 	start_src --cpus 2
 	srao "$TMP/src.sock" 0x2000000
@@ -417,7 +478,7 @@ EOF
 }
 
 case $SCENARIO in
-errors | abort | srar | dest_dies | garbage) "scenario_$SCENARIO" ;;
+errors | abort | srar | srar_before | dest_dies | garbage) "scenario_$SCENARIO" ;;
 hybrid) scenario_errors --hybrid ;;
 *)
 	echo "unknown scenario '$SCENARIO'" >&2
