@@ -70,7 +70,7 @@ demo: build
 bench: build
 	bash bench/run.sh $(BUILD)
 
-# Every libFuzzer target for FUZZ_SECONDS each (make test runs them for 30 s in the ASan build).
+# Every libFuzzer target for FUZZ_SECONDS each (make test: 30 s each in the ASan build, 60 s for the stream decoder).
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMCE_FUZZ=ON \
 		-DVMCE_FUZZ_SECONDS=$(FUZZ_SECONDS) -DVMCE_LINUX_TESTS=OFF
