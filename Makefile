@@ -11,9 +11,13 @@ CTEST_ARGS ?=
 
 # Debian packages the build and the tests need.
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
-	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin
+	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin \
+	$(QEMU_BUILD_PKGS)
+# Building QEMU with vmce's patch series (qemu/build.sh, run by make test).
+QEMU_BUILD_PKGS := ninja-build meson libglib2.0-dev libpixman-1-dev zlib1g-dev python3-venv \
+	flex bison libslirp-dev libfdt-dev dpkg-dev git seabios ipxe-qemu
 
-.PHONY: all deps build test test-normal test-asan test-tsan demo bench fuzz install format check-format clean
+.PHONY: all deps build qemu test test-normal test-asan test-tsan demo bench fuzz install format check-format clean
 
 all: build
 
@@ -76,6 +80,10 @@ fuzz: deps
 		-DVMCE_FUZZ_SECONDS=$(FUZZ_SECONDS) -DVMCE_LINUX_TESTS=OFF
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -L fuzz
+
+# Debian 12's QEMU with vmce's patch series (cached outside the tree; see docs/qemu.md).
+qemu: build
+	sh qemu/build.sh --libvmce-build $(BUILD) --out $(BUILD)/qemu.env
 
 install: build
 	cmake --install $(BUILD)
