@@ -3,12 +3,16 @@
 # kernel's machine-check messages, says it is ready, then runs the commands the host sends on
 # the serial console, one a line:
 #   ping N      answer "VMCE-GUEST PONG N" (the host's proof that the guest is alive)
-#   victim      start a process that owns a page and keeps loading from it (vmce-probe victim)
+#   victim [C]  start a process that owns a page and keeps loading from it (vmce-probe victim),
+#               pinned to CPU C when given
 #   freepage    print the guest-physical address of a free page
 #   victim?     say whether the victim still runs
 #   mcepoll N   make Linux poll the machine-check banks every second, wait for a poll, and
 #               say "VMCE-GUEST MCEPOLL-DONE N"
 #   banks       print the MCE bank control values Linux set (from sysfs)
+#   dmesg N     print the kernel log, each line behind "VMCE-DMESG ", then "VMCE-GUEST DMESG-END N"
+#   irqs N      print the machine-check interrupt counts (/proc/interrupts: MCE, THR, MCP)
+#               behind "VMCE-IRQ ", then "VMCE-GUEST IRQS-END N"
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -40,7 +44,11 @@ while read -r cmd arg; do
 		;;
 	victim)
 		(
-			/bin/vmce-probe victim
+			if [ -n "$arg" ]; then
+				taskset -c "$arg" /bin/vmce-probe victim
+			else
+				/bin/vmce-probe victim
+			fi
 			echo "VMCE-GUEST VICTIM-EXIT status=$?"
 		) &
 		victim=$!
@@ -71,6 +79,15 @@ while read -r cmd arg; do
 			v=$(cat "$b" 2>/dev/null) || v=disabled
 			echo "VMCE-GUEST BANK ${b##*/}=$v"
 		done
+		echo "VMCE-GUEST BANKS-END $arg"
+		;;
+	dmesg)
+		dmesg | sed 's/^/VMCE-DMESG /'
+		echo "VMCE-GUEST DMESG-END $arg"
+		;;
+	irqs)
+		grep -E '^ *(MCE|THR|MCP):' /proc/interrupts | sed 's/^ */VMCE-IRQ /'
+		echo "VMCE-GUEST IRQS-END $arg"
 		;;
 	'') ;;
 	*)
