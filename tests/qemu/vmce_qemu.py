@@ -77,7 +77,7 @@ class Guest:
     """One QEMU process: console over a UNIX socket, QMP over another."""
 
     def __init__(self, ctx, name, cpus=1, cpu=CPU_INTEL, vmce=DEFAULT_PROFILE, json_object=False,
-                 extra=()):
+                 extra=(), incoming=False):
         self.ctx = ctx
         self.name = name
         self.dir = os.path.join(ctx.work, "run-" + name)
@@ -106,6 +106,10 @@ class Guest:
             else:
                 args += ["-object", "vmce,id=vmce0,profile=" + vmce.replace(",", ",,")]
         args += list(extra)
+        self.incoming = None
+        if incoming:
+            self.incoming = os.path.join(self.dir, "migrate.sock")
+            args += ["-incoming", "unix:" + self.incoming]
         self.args = args
 
     # ---- process ------------------------------------------------------------------------------
@@ -122,6 +126,8 @@ class Guest:
         threading.Thread(target=self._read_console, daemon=True).start()
         threading.Thread(target=self._read_qmp, daemon=True).start()
         self.qmp("qmp_capabilities")
+        if self.incoming or "-incoming" in self.args:
+            return self
         t0 = time.time()
         m = self.expect(r"VMCE-GUEST READY", BOOT_TIMEOUT)
         self.boot_seconds = time.time() - t0
@@ -414,6 +420,240 @@ def check_no_trouble(g, lines=None):
 def bank_files(g):
     banks = [l for l in g.ask("banks", "BANKS-END") if l.startswith("VMCE-GUEST BANK ")]
     return sorted((re.match(r"VMCE-GUEST BANK bank(\d+)=", l).group(1) for l in banks), key=int)
+
+
+# ---- migration ---------------------------------------------------------------------------------
+
+def migrate(src, dst, bandwidth=None):
+    """Start migrating src into dst (-incoming) over a UNIX socket, with the return path (a
+    destination that refuses makes the source fail the migration and run on)."""
+    for g in (src, dst):
+        g.qmp("migrate-set-capabilities",
+              capabilities=[{"capability": "return-path", "state": True}])
+    if bandwidth:
+        src.qmp("migrate-set-parameters", max_bandwidth=bandwidth)
+    src.qmp("migrate", uri="unix:" + dst.incoming)
+
+
+def wait_migration(src, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = src.qmp("query-migrate")
+        if info.get("status") in ("completed", "failed", "cancelled"):
+            say("migration %s: %s" % (info["status"], {k: info[k] for k in info
+                                                        if k in ("total-time", "downtime")}))
+            return info
+        time.sleep(0.2)
+    raise Fail("the migration did not end within %ds" % timeout)
+
+
+def wait_running(g, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if g.qmp("query-status")["status"] == "running":
+            return
+        time.sleep(0.2)
+    raise Fail("%s is not running" % g.name)
+
+
+def scenario_mig_basic(ctx):
+    src = ctx.guest("mig_basic_src", cpus=2)
+    dst = ctx.guest("mig_basic_dst", cpus=2, incoming=True)
+    before = src.qmp("query-vmce")
+    migrate(src, dst)
+    info = wait_migration(src)
+    if info["status"] != "completed":
+        raise Fail("migration %s: %s" % (info["status"], info.get("error-desc")))
+    wait_running(dst)
+    after = dst.qmp("query-vmce")
+    for k in ("profile", "mcg-cap"):
+        if after[k] != before[k]:
+            raise Fail("%s changed across the migration: %s -> %s" % (k, before[k], after[k]))
+    pong = dst.alive()
+    gpa = dst.free_page()
+    dst.mark()
+    dst.inject(**{"class": "srao", "gpa": gpa})
+    line = expect_recovered(dst, gpa)
+    dst.reject("Kernel panic", "the guest panicked")
+    dst.alive()
+    # The same migration without vmce, for the downtime.
+    plain = ctx.guest("mig_basic_plain_src", cpus=2, vmce=None)
+    plain_dst = ctx.guest("mig_basic_plain_dst", cpus=2, vmce=None, incoming=True)
+    migrate(plain, plain_dst)
+    pinfo = wait_migration(plain)
+    result("mig_basic", "migrated in %d ms (downtime %d ms; without vmce %d ms, downtime %d ms), "
+           "profile %s kept; at the destination %s; %s" %
+           (info.get("total-time", -1), info.get("downtime", -1), pinfo.get("total-time", -1),
+            pinfo.get("downtime", -1), after["profile"], pong, line))
+
+
+def scenario_mig_srao_during_copy(ctx):
+    src = ctx.guest("mig_copy_src", cpus=2)
+    dst = ctx.guest("mig_copy_dst", cpus=2, incoming=True)
+    gpa = src.free_page()
+    src.mark()
+    migrate(src, dst, bandwidth=4 << 20)
+    deadline = time.time() + 30
+    while True:
+        mi = src.qmp("query-migrate")
+        if mi.get("status") == "active" and mi.get("ram", {}).get("transferred", 0) > (1 << 20):
+            break
+        if time.time() > deadline:
+            raise Fail("the migration never copied RAM: %s" % mi)
+        time.sleep(0.1)
+    plan = src.inject(**{"class": "srao", "gpa": gpa})[0]
+    line = expect_recovered(src, gpa)
+    src.qmp("migrate-set-parameters", max_bandwidth=1 << 30)
+    info = wait_migration(src)
+    if info["status"] != "completed":
+        raise Fail("migration %s: %s" % (info["status"], info.get("error-desc")))
+    wait_running(dst)
+    pong = dst.alive()
+    d = dst.qmp("query-vmce")
+    if d["poisoned-pages"] != 1:
+        raise Fail("the destination knows %d poisoned pages, not 1" % d["poisoned-pages"])
+    if d["delivered"] or any(c["pending"] for c in d["cpus"]):
+        raise Fail("the destination delivered or holds the error again: %s" % d)
+    n = len([l for l in src.console() if re.search(r"Memory failure: %s:" % pfn(gpa), l)])
+    if n != 1:
+        raise Fail("the source handled the error %d times" % n)
+    dst.reject(r"Memory failure", "the destination handled the error again")
+    result("mig_srao_during_copy", "injected at the source during RAM copy (event %d): %s; "
+           "destination: 1 poisoned page, nothing delivered again; %s" % (plan["seq"], line, pong))
+
+
+def scenario_mig_refused(ctx):
+    src = ctx.guest("mig_refused_src")
+    out = []
+    for name, cpu, profile, want in (
+            ("vendor", CPU_AMD, "amd,banks=2", r"vmce: incoming migration refused: .*vendor"),
+            ("banks", CPU_INTEL, "intel,banks=1,ser,tes,cmci",
+             r"vmce: incoming migration refused: .*bank")):
+        dst = ctx.guest("mig_refused_" + name, cpu=cpu, vmce=profile, incoming=True)
+        migrate(src, dst)
+        info = wait_migration(src)
+        if info["status"] != "failed":
+            raise Fail("a destination with %s was not refused: %s" % (profile, info["status"]))
+        dst.wait_exit(30)
+        m = re.search(want, dst.qemu_log())
+        if not m:
+            raise Fail("the destination does not say why: %s" % dst.qemu_log())
+        wait_running(src)
+        out.append("%s: %s" % (name, m.group(0)))
+    gpa = src.free_page()
+    src.mark()
+    src.inject(**{"class": "srao", "gpa": gpa})
+    line = expect_recovered(src, gpa)
+    pong = src.alive()
+    result("mig_refused", "%s; the source runs on: %s; %s" % (" | ".join(out), line, pong))
+
+
+RACE_ROUNDS = int(os.environ.get("VMCE_QEMU_RACE_ROUNDS", "20"))
+
+
+def scenario_mig_race(ctx):
+    """Errors injected at the source while the migration ends, at varied moments; one that
+    comes after the final save is refused there and injected at the destination."""
+    import random
+    rnd = random.Random(int(os.environ.get("VMCE_QEMU_RACE_SEED", "12")))
+    g = ctx.guest("mig_race_0", cpus=2)
+    where = {"source": 0, "destination": 0}
+    for i in range(1, RACE_ROUNDS + 1):
+        gpa = g.free_page()
+        dst = ctx.guest("mig_race_%d" % i, cpus=2, incoming=True)
+        migrate(g, dst)
+        time.sleep(rnd.uniform(0, 0.8))
+        at = g
+        try:
+            g.inject(**{"class": "srao", "gpa": gpa})
+        except QmpError as e:
+            if "sent to the migration destination" not in e.desc:
+                raise
+            at = None
+        info = wait_migration(g)
+        if info["status"] != "completed":
+            raise Fail("round %d: migration %s" % (i, info["status"]))
+        wait_running(dst)
+        if at is None:
+            dst.inject(**{"class": "srao", "gpa": gpa})
+            where["destination"] += 1
+        else:
+            where["source"] += 1
+        # Handled exactly once across both processes' consoles: distinct kernel messages
+        # (the console shows each twice: printk itself and init's /proc/kmsg stream).
+        pat = re.compile(r"(\[ *[0-9.]+\] Memory failure: %s: recovery action.*)" % pfn(gpa))
+
+        def handled():
+            return {m.group(1) for x in (g, dst) for l in x.console() for m in [pat.search(l)]
+                    if m}
+        deadline = time.time() + WAIT_TIMEOUT
+        while not handled() and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        n = len(handled())
+        if n != 1:
+            raise Fail("round %d: page %#x handled %d times across source and destination" %
+                       (i, gpa, n))
+        dst.alive()
+        g.close()
+        g = dst
+    result("mig_race", "%d migrations, each with an SRAO racing the end: %d taken at the source "
+           "(carried as state), %d refused there after the final save and injected at the "
+           "destination; each handled exactly once" % (RACE_ROUNDS, where["source"],
+                                                        where["destination"]))
+
+
+def vmce_section(data):
+    """Offset of the vmce stream's 32-bit length in a saved migration stream: after the section
+    header (type 0x04, section id, idstr length 4, "vmce", instance id, version id)."""
+    i = data.find(b"\x04vmce")
+    if i < 5 or data[i - 5] != 0x04:
+        raise Fail("no vmce section in the saved migration stream")
+    return i + 5 + 8
+
+
+def scenario_mig_malformed(ctx):
+    src = ctx.guest("mig_malformed_src")
+    path = os.path.join(src.dir, "stream.bin")
+    src.qmp("migrate", uri="exec:cat > " + path)
+    info = wait_migration(src)
+    if info["status"] != "completed":
+        raise Fail("saving the stream: %s" % info)
+    src.close()
+    with open(path, "rb") as f:
+        data = f.read()
+    off = vmce_section(data)
+    n = int.from_bytes(data[off:off + 4], "big")
+    body = off + 4
+    variants = {
+        "flipped": data[:body + n // 2] + bytes([data[body + n // 2] ^ 0x40]) +
+        data[body + n // 2 + 1:],
+        "huge-length": data[:off] + (0x7fffffff).to_bytes(4, "big") + data[off + 4:],
+        "truncated": data[:body + n // 3],
+        "short-length": data[:off] + (n - 8).to_bytes(4, "big") + data[off + 4:],
+    }
+    out = []
+    for name, blob in variants.items():
+        bad = os.path.join(src.dir, name + ".bin")
+        with open(bad, "wb") as f:
+            f.write(blob)
+        g = Guest(ctx, "mig_malformed_" + name, extra=["-incoming", "exec:cat " + bad])
+        ctx.guests.append(g)
+        g.start()
+        status = g.wait_exit(60)
+        log = g.qemu_log()
+        m = re.search(r"vmce: incoming migration refused: .*", log)
+        if status == 0 or status < 0 or not m:
+            raise Fail("%s stream: QEMU status %d, log %r" % (name, status, log))
+        out.append("%s: %s" % (name, m.group(0)))
+    good = Guest(ctx, "mig_malformed_intact", extra=["-incoming", "exec:cat " + path])
+    ctx.guests.append(good)
+    good.start()
+    wait_running(good)
+    pong = good.alive()
+    result("mig_malformed", "vmce section: %d bytes of vmce stream (1 vCPU) + %d bytes of "
+           "pending-#MC flags; " % (n, 4 + 1) + " | ".join(out) +
+           "; the intact stream loads: " + pong)
 
 
 # ---- scenarios ---------------------------------------------------------------------------------
@@ -790,6 +1030,11 @@ SCENARIOS = {
     "amd": scenario_amd,
     "banks32": scenario_banks32,
     "bad_object": scenario_bad_object,
+    "mig_basic": scenario_mig_basic,
+    "mig_srao_during_copy": scenario_mig_srao_during_copy,
+    "mig_refused": scenario_mig_refused,
+    "mig_malformed": scenario_mig_malformed,
+    "mig_race": scenario_mig_race,
 }
 
 
