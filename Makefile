@@ -11,9 +11,11 @@ CTEST_ARGS ?=
 
 # Debian packages the build and the tests need.
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
-	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin
+	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin \
+	abigail-tools debhelper dpkg-dev fakeroot lintian bash-completion sqlite3
 
-.PHONY: all deps build test test-normal test-asan test-tsan demo bench fuzz install format check-format clean
+.PHONY: all deps build test test-normal test-asan test-tsan demo bench fuzz install format \
+	check-format clean abi-baseline deb
 
 all: build
 
@@ -79,6 +81,17 @@ fuzz: deps
 
 install: build
 	cmake --install $(BUILD)
+
+# Rewrite the ABI baseline abi/libvmce.abi from this tree (after an intended ABI change or a
+# merge that touched include/vmce/: see CHANGELOG.md, "ABI policy").  Commit the result.
+abi-baseline: build
+	cmake --build $(BUILD) --target abi-baseline
+
+# The Debian packages libvmce0, libvmce-dev and vmce-tools, built from a clean copy of the
+# committed tree and checked with lintian; the .deb files land in $(DEB_OUT).
+DEB_OUT ?= $(BUILD)/deb
+deb: deps
+	bash scripts/build-deb.sh "$(DEB_OUT)"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -3,10 +3,11 @@
 #
 # abi.sh - libvmce's ABI discipline (see CHANGELOG.md, "ABI policy").
 #
-#   abi.sh exports LIB INCLUDE_DIR MAP
+#   abi.sh exports LIB INCLUDE_DIR MAP [SYMBOLS]
 #       The library's soname is libvmce.so.0; the dynamic symbols it defines are exactly the
 #       functions declared with VMCE_API in INCLUDE_DIR/vmce/*.h, each in a version node of
-#       the linker script MAP (VMCE_0, ...), and MAP lists exactly those functions.
+#       the linker script MAP (VMCE_0, ...), and MAP lists exactly those functions.  With
+#       SYMBOLS (debian/libvmce0.symbols), that file lists exactly the same name@node pairs.
 #   abi.sh dump LIB INCLUDE_DIR OUT
 #       Write the ABI of LIB (libabigail's abidw XML, public types only) to OUT.
 #   abi.sh diff LIB INCLUDE_DIR BASELINE
@@ -53,9 +54,9 @@ dynamic_symbols() {
 }
 
 cmd_exports() {
-	[ $# -eq 3 ] || die "usage: abi.sh exports LIB INCLUDE_DIR MAP"
+	[ $# -eq 3 ] || [ $# -eq 4 ] || die "usage: abi.sh exports LIB INCLUDE_DIR MAP [SYMBOLS]"
 	need readelf binutils
-	lib=$1 inc=$2 map=$3
+	lib=$1 inc=$2 map=$3 symbols=${4:-}
 	[ -f "$lib" ] || die "$lib not found"
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
@@ -92,6 +93,15 @@ cmd_exports() {
 		echo "abi: internal symbol exported: $s" >&2
 		fails=$((fails + 1))
 	done
+	if [ -n "$symbols" ]; then
+		# The Debian symbols file: " name@NODE version" lines, the nodes themselves included.
+		sed -n 's/^ \([A-Za-z_][A-Za-z0-9_.]*@[A-Z0-9_.]*\) .*/\1/p' "$symbols" |
+			grep -vE '^(VMCE_[0-9][0-9.]*)@\1$' | sort -u >"$tmp/symbols"
+		for s in $(comm -3 "$tmp/dyn" "$tmp/symbols" | tr -d '\t'); do
+			echo "abi: $symbols and the library disagree about $s" >&2
+			fails=$((fails + 1))
+		done
+	fi
 	[ "$fails" -eq 0 ] || die "$fails problem(s) with the exported symbols of $lib"
 	echo "abi: $lib: soname $soname, $(wc -l <"$tmp/exported.fn") exported functions =" \
 		"the VMCE_API declarations of $inc/vmce/*.h = $map" \
