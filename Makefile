@@ -12,7 +12,7 @@ CTEST_ARGS ?=
 # Debian packages the build and the tests need.
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
 	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin \
-	abigail-tools debhelper dpkg-dev fakeroot lintian bash-completion sqlite3
+	abigail-tools debhelper dpkg-dev fakeroot lintian bash-completion
 
 .PHONY: all deps build test test-normal test-asan test-tsan demo bench fuzz install format \
 	check-format clean abi-baseline deb

@@ -38,6 +38,7 @@ echo "build-deb: dpkg-buildpackage -us -uc -b in $tree"
 	echo "build-deb: dpkg-buildpackage failed (log above)" >&2
 	exit 1
 }
+grep '^abi: ' "$tmp/build.log" | sed 's/^/build-deb: /' || true
 echo "build-deb: built in $(($(date +%s) - start)) s"
 changes=$(ls "$tmp"/vmce_"${version}"_*.changes)
 if [ "$lint" = 1 ]; then

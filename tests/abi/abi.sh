@@ -105,7 +105,7 @@ cmd_exports() {
 	[ "$fails" -eq 0 ] || die "$fails problem(s) with the exported symbols of $lib"
 	echo "abi: $lib: soname $soname, $(wc -l <"$tmp/exported.fn") exported functions =" \
 		"the VMCE_API declarations of $inc/vmce/*.h = $map" \
-		"(nodes: $(sed 's/.*@//' "$tmp/dyn" | sort -u | tr '\n' ' '))"
+		"(nodes: $(sed 's/.*@//' "$tmp/dyn" | sort -u | paste -sd ' '))"
 }
 
 # abidw with everything that depends on the build machine or directory left out.
