@@ -76,12 +76,24 @@ else
 	bad "the README example does not build against the unpacked libvmce.a"
 fi
 
-# vmce-tools from the scratch root.
+# vmce-tools from the scratch root: its tools link libvmce.so.0 (from the unpacked libvmce0
+# here), and the package depends on libvmce0.
+export LD_LIBRARY_PATH=$libdir
+for t in vmcectl vmce-vm; do
+	ldd "$root/usr/bin/$t" | grep -q "libvmce.so.0 => $root/" ||
+		bad "$t does not use the unpacked libvmce.so.0: $(ldd "$root/usr/bin/$t" | grep vmce)"
+done
+dep=$(dpkg-deb -f "$(ls "$tmp"/debs/vmce-tools_*.deb)" Depends)
+case "$dep" in
+*libvmce0*) ;;
+*) bad "vmce-tools does not depend on libvmce0: Depends: $dep" ;;
+esac
 help=$("$root/usr/bin/vmcectl" --help) || bad "vmcectl --help failed"
 printf '%s\n' "$help" | grep -q '^Usage: vmcectl' || bad "vmcectl --help: $help"
 dec=$("$root/usr/bin/vmcectl" decode 0xbd000000000000c0) || bad "vmcectl decode failed"
 printf '%s\n' "$dec" | grep -qi srao || bad "vmcectl decode does not say SRAO: $dec"
 "$root/usr/bin/vmce-vm" --help | grep -q -- '--control' || bad "vmce-vm --help failed"
+unset LD_LIBRARY_PATH
 for page in man3/vmce_rdmsr.3.gz man3/vmce_profile.3.gz man1/vmcectl.1.gz; do
 	text=$(cd "$root/usr/share/man" && MANWIDTH=80 man -l "$page" 2>&1) ||
 		bad "man -l $page failed"
