@@ -12,12 +12,13 @@ CTEST_ARGS ?=
 # Debian packages the build and the tests need.
 DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
 	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin \
-	$(QEMU_BUILD_PKGS)
+	abigail-tools debhelper dpkg-dev fakeroot lintian bash-completion $(QEMU_BUILD_PKGS)
 # Building QEMU with vmce's patch series (qemu/build.sh, run by make test).
 QEMU_BUILD_PKGS := ninja-build meson libglib2.0-dev libpixman-1-dev zlib1g-dev python3-venv \
-	flex bison libslirp-dev libfdt-dev dpkg-dev git seabios ipxe-qemu
+	flex bison libslirp-dev libfdt-dev git seabios ipxe-qemu
 
-.PHONY: all deps build qemu test test-normal test-asan test-tsan demo bench fuzz install format check-format clean
+.PHONY: all deps build qemu test test-normal test-asan test-tsan demo bench fuzz install format \
+	check-format clean abi-baseline deb
 
 all: build
 
@@ -87,6 +88,17 @@ qemu: build
 
 install: build
 	cmake --install $(BUILD)
+
+# Rewrite the ABI baseline abi/libvmce.abi from this tree (after an intended ABI change or a
+# merge that touched include/vmce/: see CHANGELOG.md, "ABI policy").  Commit the result.
+abi-baseline: build
+	cmake --build $(BUILD) --target abi-baseline
+
+# The Debian packages libvmce0, libvmce-dev and vmce-tools, built from a clean copy of the
+# committed tree and checked with lintian; the .deb files land in $(DEB_OUT).
+DEB_OUT ?= $(BUILD)/deb
+deb: deps
+	bash scripts/build-deb.sh "$(DEB_OUT)"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

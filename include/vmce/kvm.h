@@ -98,11 +98,13 @@ extern "C" {
 /* AMD HWCR (read by the backend to learn McStatusWrEn when a guest writes MCi_STATUS). */
 #define VMCE_MSR_AMD_HWCR 0xC0010015u
 
+/* How the KVM backend serves the guest's MCA MSRs (see "Modes" above). */
 enum vmce_kvm_mode {
 	VMCE_KVM_MODE_USERSPACE = 0, /* every MCA MSR served by vmce through exits */
 	VMCE_KVM_MODE_HYBRID = 1,    /* KVM's in-kernel MCA serves the hot path */
 };
 
+/* How to attach the backend: fill it with vmce_kvm_config_default(), then set vm_fd. */
 struct vmce_kvm_config {
 	int vm_fd; /* the KVM VM file descriptor (KVM_CREATE_VM); the backend does not close it */
 	enum vmce_kvm_mode mode;
@@ -150,7 +152,9 @@ VMCE_API int vmce_kvm_create(struct vmce_vm *vm, const struct vmce_kvm_config *c
  * called vmce_kvm_vcpu_fini() (or its thread must be gone).  Leaves the VM's filter in place. */
 VMCE_API void vmce_kvm_destroy(struct vmce_kvm *k);
 
+/* The VM model a backend serves. */
 VMCE_API struct vmce_vm *vmce_kvm_vm(struct vmce_kvm *k);
+/* The mode a backend was created with. */
 VMCE_API enum vmce_kvm_mode vmce_kvm_mode(const struct vmce_kvm *k);
 
 /* Replace the VMM's part of the merged filter (same rules as in the config). */
@@ -193,6 +197,7 @@ VMCE_API int vmce_kvm_vcpu_init(struct vmce_kvm *k, unsigned index, int vcpu_fd,
 /* On the vCPU thread, before it ends: no more kicks or SIGBUS slot for it. */
 VMCE_API void vmce_kvm_vcpu_fini(struct vmce_kvm_vcpu *kv);
 
+/* The vmce vCPU (vmce.h) a backend vCPU is bound to. */
 VMCE_API struct vmce_vcpu *vmce_kvm_vcpu_model(struct vmce_kvm_vcpu *kv);
 
 /* What vmce_kvm_handle_exit() did. */
@@ -215,6 +220,7 @@ enum vmce_kvm_run_result {
 	VMCE_KVM_SHUTDOWN = 1, /* the guest is shut down (fatal): do not enter it again */
 };
 
+/* What vmce_kvm_pre_run() did on this entry. */
 struct vmce_kvm_status {
 	unsigned delivered; /* records applied by this call */
 	unsigned mc;	    /* #MCs injected by this call (0 or 1) */
@@ -292,6 +298,7 @@ VMCE_API unsigned vmce_kvm_sigbus_process(struct vmce_kvm *k, uint64_t *lost);
  *    (after restore).
  */
 VMCE_API int vmce_kvm_sync_from_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err);
+/* The other direction of vmce_kvm_sync_from_kernel(): see above. */
 VMCE_API int vmce_kvm_sync_to_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err);
 
 #ifdef __cplusplus

@@ -119,12 +119,14 @@ enum vmce_migration_policy {
 	VMCE_MIGRATION_ABORT = 1,  /* the migration is cancelled; the guest stays at the source */
 };
 
+/* The result of vmce_migration_end(). */
 enum vmce_migration_outcome {
 	VMCE_MIGRATION_COMPLETE = 0,	 /* the last stream saved holds every forwarded error */
 	VMCE_MIGRATION_RESEND_STATE = 1, /* save and send again, then call end again */
 	VMCE_MIGRATION_ABORTED = 2,	 /* cancelled: errors are delivered at the source */
 };
 
+/* What vmce_migration_end() found: the outcome, and the errors forwarded during the migration. */
 struct vmce_migration_result {
 	enum vmce_migration_outcome outcome;
 	uint64_t forwarded;	      /* errors forwarded since vmce_migration_begin() */
@@ -159,10 +161,12 @@ VMCE_API int vmce_migration_abort(struct vmce_vm *vm, struct vmce_err *err);
 /* True between vmce_migration_begin() and the end of the migration. */
 VMCE_API bool vmce_migration_active(struct vmce_vm *vm);
 
+/* The name of an outcome: "complete", "resend", "aborted". */
 VMCE_API const char *vmce_migration_outcome_name(enum vmce_migration_outcome o);
 
 /* ---- Pool levelling ----------------------------------------------------------------------------- */
 
+/* The vmce backend a host runs VMs with (a host description's "backend"). */
 enum vmce_backend {
 	VMCE_BACKEND_KVM_USERSPACE = 0, /* "kvm-userspace": every MCA MSR served by vmce */
 	VMCE_BACKEND_KVM_HYBRID = 1,	/* "kvm-hybrid": KVM's in-kernel MCA serves the hot path */
@@ -201,9 +205,10 @@ struct vmce_level_note {
 	char text[192];
 };
 
-#define VMCE_LEVEL_MAX_HOSTS 256
-#define VMCE_LEVEL_MAX_NOTES 16
+#define VMCE_LEVEL_MAX_HOSTS 256 /* hosts vmce_level_hosts() takes at most */
+#define VMCE_LEVEL_MAX_NOTES 16	 /* notes a levelling result holds at most */
 
+/* The outcome of levelling: the profile and why each limited field is what it is. */
 struct vmce_level_result {
 	struct vmce_profile profile; /* the profile every host can back */
 	size_t nr_notes;

@@ -51,6 +51,7 @@ enum vmce_class {
 	VMCE_CLASS_FATAL = 5, /* processor context corrupt, or unrecoverable */
 };
 
+/* A host error as the VMM saw it; vmce_host_error_init() first, then fill what is known. */
 struct vmce_host_error {
 	enum vmce_origin origin;
 	enum vmce_class cls; /* VMCE_CLASS_AUTO: from status (or from origin for SIGBUS) */
@@ -73,7 +74,7 @@ VMCE_API void vmce_host_error_init(struct vmce_host_error *e);
 
 /* ---- Guest memory map ---------------------------------------------------------------------- */
 
-#define VMCE_NO_HPA UINT64_MAX
+#define VMCE_NO_HPA UINT64_MAX /* vmce_memmap_add(): the range's host-physical address is unknown */
 
 /* Register guest-physical [gpa, gpa+size) backed by host-virtual hva (and host-physical hpa,
  * or VMCE_NO_HPA).  Ranges may not overlap in guest-physical or host-virtual space.
@@ -89,6 +90,7 @@ VMCE_API int vmce_translate(struct vmce_vm *vm, enum vmce_addr_kind kind, uint64
 
 /* ---- Plans ---------------------------------------------------------------------------------- */
 
+/* What the policy decided about a host error (struct vmce_plan). */
 enum vmce_verdict {
 	VMCE_VERDICT_FORWARD = 0, /* deliver to the guest as planned */
 	VMCE_VERDICT_DROP = 1,	  /* not for the guest (reason says why) */
@@ -146,7 +148,9 @@ VMCE_API int vmce_plan_format_json(const struct vmce_plan *plan, char *buf, size
 
 /* Pages are 4 KiB guest-physical frames.  The set holds at most the VM's max_poisoned_pages. */
 VMCE_API int vmce_poison_add(struct vmce_vm *vm, uint64_t gpa, struct vmce_err *err);
+/* Whether the page that holds gpa is poisoned. */
 VMCE_API bool vmce_poison_contains(struct vmce_vm *vm, uint64_t gpa);
+/* How many pages are poisoned. */
 VMCE_API size_t vmce_poison_count(struct vmce_vm *vm);
 /* Copy up to max page addresses, in ascending order, starting after `after` (use 0 and
  * first=true to begin).  Returns how many were copied. */
@@ -155,6 +159,7 @@ VMCE_API size_t vmce_poison_list(struct vmce_vm *vm, uint64_t *out, size_t max, 
 
 /* ---- Event log ------------------------------------------------------------------------------ */
 
+/* The kinds of entries in the event log. */
 enum vmce_event_kind {
 	VMCE_EVENT_FORWARDED = 0, /* a plan was queued for the guest */
 	VMCE_EVENT_DROPPED = 1,	  /* the error was not forwarded; reason says why */
@@ -165,6 +170,7 @@ enum vmce_event_kind {
 	VMCE_EVENT_MIGRATION = 6, /* migration interlock notes */
 };
 
+/* One entry of the VM's event log. */
 struct vmce_event {
 	uint64_t seq;	  /* 1, 2, 3, ... per VM, without gaps */
 	uint64_t time_ns; /* CLOCK_REALTIME, nanoseconds */
@@ -177,11 +183,13 @@ struct vmce_event {
 	char reason[160];
 };
 
+/* Totals since the VM was created (vmce_get_counters()). */
 struct vmce_counters {
 	uint64_t by_class[6]; /* indexed by enum vmce_class: errors seen */
 	uint64_t forwarded, dropped, fatal, delivered, masked, refused;
 };
 
+/* An event callback: see vmce_set_event_callback(). */
 typedef void (*vmce_event_fn)(const struct vmce_event *ev, void *opaque);
 
 /* Called for each new event, in sequence order, from the thread that caused it.  It must not
@@ -190,8 +198,11 @@ VMCE_API void vmce_set_event_callback(struct vmce_vm *vm, vmce_event_fn fn, void
 /* Copy events with seq > after (oldest first) into out.  The log keeps the last 4096. */
 VMCE_API size_t vmce_events_read(struct vmce_vm *vm, uint64_t after, struct vmce_event *out,
 				 size_t max);
+/* The sequence number of the newest event (0: none yet). */
 VMCE_API uint64_t vmce_events_last_seq(struct vmce_vm *vm);
+/* Copy the VM's counters. */
 VMCE_API void vmce_get_counters(struct vmce_vm *vm, struct vmce_counters *out);
+/* The name of an event kind: "forwarded", "dropped", ... */
 VMCE_API const char *vmce_event_kind_name(enum vmce_event_kind k);
 /* One JSON object, no newline.  Returns the length needed, like snprintf. */
 VMCE_API int vmce_event_format_json(const struct vmce_event *ev, char *buf, size_t len);

@@ -55,6 +55,7 @@ extern "C" {
 #define VMCE_API
 #endif
 
+/* The API version these headers describe (the library's soname stays libvmce.so.0). */
 #define VMCE_VERSION_MAJOR 0
 #define VMCE_VERSION_MINOR 1
 
@@ -105,10 +106,10 @@ extern "C" {
 #define VMCE_MCI_STATUS_PCC	 (1ull << 57)
 #define VMCE_MCI_STATUS_S	 (1ull << 56)
 #define VMCE_MCI_STATUS_AR	 (1ull << 55)
-#define VMCE_MCI_STATUS_DEFERRED (1ull << 44) /* AMD */
-#define VMCE_MCI_STATUS_POISON	 (1ull << 43) /* AMD */
-#define VMCE_MCI_STATUS_MCACOD	 0xffffull
-#define VMCE_MCI_STATUS_MSCOD	 (0xffffull << 16)
+#define VMCE_MCI_STATUS_DEFERRED (1ull << 44)	   /* AMD */
+#define VMCE_MCI_STATUS_POISON	 (1ull << 43)	   /* AMD */
+#define VMCE_MCI_STATUS_MCACOD	 0xffffull	   /* architectural error code */
+#define VMCE_MCI_STATUS_MSCOD	 (0xffffull << 16) /* model-specific error code */
 
 /* MCi_CTL2 bits (Intel, CMCI). */
 #define VMCE_MCI_CTL2_CMCI_EN	(1ull << 30)
@@ -126,9 +127,10 @@ struct vmce_err {
  * Profiles: the guest-visible capability set.
  * ------------------------------------------------------------------------------------------ */
 
+/* The CPU vendor whose MCA flavour a profile presents (it must match the guest's CPUID). */
 enum vmce_vendor {
-	VMCE_VENDOR_INTEL = 0,
-	VMCE_VENDOR_AMD = 1,
+	VMCE_VENDOR_INTEL = 0, /* GenuineIntel: SER, TES, CMCI, LMCE; SRAO/SRAR records */
+	VMCE_VENDOR_AMD = 1,   /* AuthenticAMD: SUCCOR; action-optional errors as Deferred */
 };
 
 /* Capability flags of a profile (VMCE_CAP_*), independent of their MCG_CAP bit positions. */
@@ -138,7 +140,7 @@ enum vmce_vendor {
 #define VMCE_CAP_SER	(1u << 3) /* MCG_SER_P: software error recovery (Intel) */
 #define VMCE_CAP_LMCE	(1u << 4) /* MCG_LMCE_P: local machine check (Intel) */
 #define VMCE_CAP_SUCCOR (1u << 5) /* AMD: CPUID 0x80000007 EBX bit 1, recoverable MCA */
-#define VMCE_CAP_ALL	0x3fu
+#define VMCE_CAP_ALL	0x3fu	  /* every capability flag above */
 
 /*
  * A profile.  Build one with vmce_profile_default() or vmce_profile_parse(); a hand-built one
@@ -185,7 +187,10 @@ VMCE_API bool vmce_profile_equal(const struct vmce_profile *a, const struct vmce
  * The VM model and its vCPUs.
  * ------------------------------------------------------------------------------------------ */
 
+/* A VM model (opaque): the profile, every vCPU's MCA state, the memory map, the poisoned-page
+ * set and the event log.  Created by vmce_vm_create(). */
 struct vmce_vm;
+/* One vCPU of a VM model (opaque), from vmce_vm_vcpu(). */
 struct vmce_vcpu;
 
 /* What to do with an error the policy finds fatal to the guest (PCC, unknown address, ...). */
@@ -194,6 +199,7 @@ enum vmce_fatal_policy {
 	VMCE_FATAL_LOG_ONLY = 1, /* log it and keep the guest running */
 };
 
+/* How to create a VM model: fill it with vmce_vm_config_default(), then change fields. */
 struct vmce_vm_config {
 	struct vmce_profile profile;
 	unsigned nr_vcpus;	      /* 1..VMCE_MAX_VCPUS */
@@ -208,13 +214,18 @@ VMCE_API void vmce_vm_config_default(struct vmce_vm_config *cfg);
  * reset state and is "started" (see vmce_vcpu_set_started()). */
 VMCE_API int vmce_vm_create(const struct vmce_vm_config *cfg, struct vmce_vm **out,
 			    struct vmce_err *err);
+/* Free a VM model and everything it owns (NULL is ignored).  No other call may use it then. */
 VMCE_API void vmce_vm_destroy(struct vmce_vm *vm);
 
+/* The profile the VM presents (after a restore: the guest's, see migrate.h). */
 VMCE_API const struct vmce_profile *vmce_vm_profile(const struct vmce_vm *vm);
+/* The number of vCPUs the VM was created with. */
 VMCE_API unsigned vmce_vm_nr_vcpus(const struct vmce_vm *vm);
 /* The vCPU with that index, or NULL when out of range. */
 VMCE_API struct vmce_vcpu *vmce_vm_vcpu(struct vmce_vm *vm, unsigned index);
+/* The index of a vCPU in its VM (0 .. nr_vcpus - 1). */
 VMCE_API unsigned vmce_vcpu_index(const struct vmce_vcpu *vcpu);
+/* The VM a vCPU belongs to. */
 VMCE_API struct vmce_vm *vmce_vcpu_vm(struct vmce_vcpu *vcpu);
 
 /*
@@ -223,12 +234,14 @@ VMCE_API struct vmce_vm *vmce_vcpu_vm(struct vmce_vcpu *vcpu);
  * brings vCPUs up later (AP bring-up) clears and sets this.  Any thread.
  */
 VMCE_API void vmce_vcpu_set_started(struct vmce_vcpu *vcpu, bool started);
+/* Whether the vCPU is started (see vmce_vcpu_set_started()).  Any thread. */
 VMCE_API bool vmce_vcpu_started(const struct vmce_vcpu *vcpu);
 
 /* --------------------------------------------------------------------------------------------
  * The MSR path (vCPU thread only; no locks, no allocation, no system calls).
  * ------------------------------------------------------------------------------------------ */
 
+/* What the VMM does with a guest MSR access after vmce_rdmsr()/vmce_wrmsr(). */
 enum vmce_msr_result {
 	VMCE_MSR_OK = 0,      /* done; for a read, *value is set */
 	VMCE_MSR_GP = 1,      /* the guest must get #GP(0) */
@@ -239,8 +252,10 @@ enum vmce_msr_result {
  * 0x280-0x29F, 0x400-0x47F and 0x4D0. */
 VMCE_API bool vmce_msr_is_mca(uint32_t index);
 
-/* A guest RDMSR/WRMSR, with the semantics of the MSR contract (docs/msr-contract.md). */
+/* A guest RDMSR, with the semantics of the MSR contract (docs/msr-contract.md): *value is set
+ * when the result is VMCE_MSR_OK. */
 VMCE_API enum vmce_msr_result vmce_rdmsr(struct vmce_vcpu *vcpu, uint32_t index, uint64_t *value);
+/* A guest WRMSR, with the semantics of the MSR contract (docs/msr-contract.md). */
 VMCE_API enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *vcpu, uint32_t index, uint64_t value);
 
 /*
@@ -251,6 +266,7 @@ VMCE_API enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *vcpu, uint32_t index,
  */
 VMCE_API enum vmce_msr_result vmce_host_rdmsr(struct vmce_vcpu *vcpu, uint32_t index,
 					      uint64_t *value);
+/* The host-initiated write that goes with vmce_host_rdmsr() (same rules). */
 VMCE_API enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *vcpu, uint32_t index,
 					      uint64_t value);
 
@@ -263,10 +279,12 @@ VMCE_API void vmce_vcpu_set_amd_mcstatus_wren(struct vmce_vcpu *vcpu, bool enabl
  * Whole-vCPU state, for save/restore, status displays and tests.
  * ------------------------------------------------------------------------------------------ */
 
+/* One bank's registers: MCi_CTL, MCi_STATUS, MCi_ADDR, MCi_MISC and MCi_CTL2. */
 struct vmce_bank_state {
 	uint64_t ctl, status, addr, misc, ctl2;
 };
 
+/* A vCPU's whole MCA state (vmce_vcpu_get_state(), vmce_vcpu_set_state()). */
 struct vmce_vcpu_state {
 	uint64_t mcg_status;
 	uint64_t mcg_ctl;
@@ -316,6 +334,7 @@ enum vmce_action {
 	VMCE_ACTION_LOADED = 4,	  /* record loaded into a bank without a signal (or masked) */
 };
 
+/* What vmce_vcpu_deliver() applied, and what the backend must do about it. */
 struct vmce_delivery {
 	enum vmce_action action;
 	uint64_t event_seq; /* sequence number of the event that logged it */

@@ -13,7 +13,11 @@
 #   dmesg N     print the kernel log, each line behind "VMCE-DMESG ", then "VMCE-GUEST DMESG-END N"
 #   irqs N      print the machine-check interrupt counts (/proc/interrupts: MCE, THR, MCP)
 #               behind "VMCE-IRQ ", then "VMCE-GUEST IRQS-END N"
-export PATH=/bin:/sbin
+#   rasdaemon   start Debian's rasdaemon recording into its database (only in the initramfs
+#               that carries it), say "VMCE-GUEST RASDAEMON-READY" once it listens
+#   rasdb N     print every mce_record row of rasdaemon's database as "VMCE-RAS ..." (the
+#               fields of `ras-mc-ctl --errors`), then "VMCE-GUEST RASDB-DONE N"
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -88,6 +92,41 @@ while read -r cmd arg; do
 	irqs)
 		grep -E '^ *(MCE|THR|MCP):' /proc/interrupts | sed 's/^ */VMCE-IRQ /'
 		echo "VMCE-GUEST IRQS-END $arg"
+		;;
+	rasdaemon)
+		if [ ! -x /usr/sbin/rasdaemon ]; then
+			echo "VMCE-GUEST RASDAEMON-MISSING"
+			continue
+		fi
+		mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+		mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+		mkdir -p /var/lib/rasdaemon
+		# rasdaemon 0.6.8 polls its trace instance's per-CPU pipes; since Linux 6.1 such a
+		# poll waits until the buffer is buffer_percent (default 50) full, so an event or
+		# two would never reach it.  Create its instance first, waking on every event.
+		mkdir -p /sys/kernel/tracing/instances/rasdaemon
+		echo 0 >/sys/kernel/tracing/instances/rasdaemon/buffer_percent
+		/usr/sbin/rasdaemon --record --foreground >/tmp/rasdaemon.log 2>&1 &
+		i=0
+		while ! grep -q 'Recording mce_record events' /tmp/rasdaemon.log; do
+			i=$((i + 1))
+			if [ $i -gt 100 ]; then
+				sed 's/^/VMCE-GUEST RASDAEMON-LOG /' /tmp/rasdaemon.log
+				echo "VMCE-GUEST RASDAEMON-FAILED"
+				continue 2
+			fi
+			sleep 0.1
+		done
+		echo "VMCE-GUEST RASDAEMON-READY $(/usr/sbin/rasdaemon --version 2>&1 | head -n 1)"
+		;;
+	rasdb)
+		sqlite3 /var/lib/rasdaemon/ras-mc_event.db "SELECT printf('VMCE-RAS id=%d' ||
+			' timestamp=\"%s\" bank=%d status=0x%016x addr=0x%x misc=0x%x' ||
+			' mcgstatus=0x%x cpu=%d error=\"%s\" mcgstatus_msg=\"%s\"' ||
+			' mcistatus_msg=\"%s\"', id, timestamp, bank, status, addr, misc,
+			mcgstatus, cpu, error_msg, mcgstatus_msg, mcistatus_msg)
+			FROM mce_record ORDER BY id;" 2>&1
+		echo "VMCE-GUEST RASDB-DONE $arg"
 		;;
 	'') ;;
 	*)

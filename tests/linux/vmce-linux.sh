@@ -10,17 +10,25 @@
 #       Debian's linux-image-6.1.*-amd64-unsigned into the cache (apt-get download; reused
 #       between runs) and build WORKDIR/initrd.gz (busybox, INIT as /init, PROBE as
 #       /bin/vmce-probe).  Writes WORKDIR/guest.env.
+#   vmce-linux.sh prepare-ras WORKDIR PROBE INIT
+#       The same initramfs plus Debian's rasdaemon and sqlite3 with their libraries
+#       (WORKDIR/initrd-ras.gz, for the scenario rasdaemon): the packages are fetched with
+#       apt-get download into the cache and unpacked there (reused between runs).
 #   vmce-linux.sh run SCENARIO WORKDIR VMCECTL
 #       Boot the guest prepared in WORKDIR and run one scenario (see `list`).
 #   vmce-linux.sh list
 #
-# Cache: $VMCE_LINUX_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/vmce/linux.
+# Cache: $VMCE_LINUX_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/vmce/linux; the rasdaemon
+# userland in $VMCE_RAS_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/vmce/rasdaemon.
 # Exit status: 0 pass, 1 fail (with the tail of the guest console), 77 skipped (something this
 # machine cannot provide: say which).
 set -u
 
 SCENARIOS="srao_free srao_victim srar_victim srao_smp_broadcast srao_smp_no_broadcast
-drop_ce_outside amd_bank0 amd_bank1"
+drop_ce_outside amd_bank0 amd_bank1 rasdaemon"
+
+# The guest userland of the scenario rasdaemon: Debian packages, unpacked into the initramfs.
+RAS_PACKAGES="rasdaemon sqlite3 libsqlite3-0 libreadline8 libtinfo6 zlib1g libc6"
 
 # Guest memory: QEMU's pc machine maps all of a guest smaller than 3 GiB at GPA 0.
 GUEST_MEM_MB=256
@@ -125,13 +133,78 @@ ensure_kernel() {
 	exec 9>&-
 }
 
+ras_cache_dir() {
+	echo "${VMCE_RAS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmce/rasdaemon}"
+}
+
+# The libraries an ELF file needs that ROOT does not have.
+missing_libs() {
+	for lib in $(readelf -d "$2" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+		[ -e "$1/lib/x86_64-linux-gnu/$lib" ] || [ -e "$1/usr/lib/x86_64-linux-gnu/$lib" ] ||
+			echo "$lib"
+	done
+}
+
+# RAS_ROOT: Debian's rasdaemon, sqlite3 and their libraries unpacked (cached).
+ensure_ras_userland() {
+	command -v readelf >/dev/null || skip "readelf (binutils) not found"
+	cache=$(ras_cache_dir)
+	mkdir -p "$cache" || skip "cannot create the cache directory $cache"
+	exec 8>"$cache/.lock"
+	flock -w 600 8 || die "timed out waiting for the lock on $cache"
+	RAS_ROOT="$cache/root"
+	if [ ! -f "$cache/packages" ] || [ "$(cat "$cache/packages")" != "$RAS_PACKAGES" ] ||
+		[ ! -x "$RAS_ROOT/usr/sbin/rasdaemon" ]; then
+		say "fetching $RAS_PACKAGES into $cache"
+		tmp="$cache/tmp.$$"
+		rm -rf "$tmp" "$RAS_ROOT" "$cache/packages" && mkdir -p "$tmp/root" ||
+			die "cannot create $tmp"
+		if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root $RAS_PACKAGES \
+			>/dev/null 2>&1); then
+			if [ "$(id -u)" = 0 ]; then
+				apt-get update -qq >/dev/null 2>&1
+				(cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root \
+					$RAS_PACKAGES >/dev/null 2>&1)
+			fi || {
+				rm -rf "$tmp"
+				skip "apt-get download $RAS_PACKAGES failed (no network or apt archive?)"
+			}
+		fi
+		for deb in "$tmp"/*.deb; do
+			dpkg-deb -x "$deb" "$tmp/root" || die "cannot unpack $deb"
+			dpkg-deb -f "$deb" Package Version | tr '\n' ' ' >>"$tmp/versions"
+			echo >>"$tmp/versions"
+		done
+		# What a guest does not need: documentation, locales, charset converters.
+		rm -rf "$tmp/root/usr/share" "$tmp/root/usr/lib/x86_64-linux-gnu/gconv" \
+			"$tmp/root/lib/systemd" "$tmp/root/etc/init.d"
+		mv "$tmp/root" "$RAS_ROOT" && mv "$tmp/versions" "$cache/versions" ||
+			die "cannot move the unpacked packages into $cache"
+		rm -rf "$tmp"
+		echo "$RAS_PACKAGES" >"$cache/packages"
+	fi
+	for bin in "$RAS_ROOT/usr/sbin/rasdaemon" "$RAS_ROOT/usr/bin/sqlite3"; do
+		[ -x "$bin" ] || die "$bin is missing from the unpacked packages"
+		for l in "$bin" "$RAS_ROOT"/usr/lib/x86_64-linux-gnu/lib*.so.* \
+			"$RAS_ROOT"/lib/x86_64-linux-gnu/lib*.so.*; do
+			m=$(missing_libs "$RAS_ROOT" "$l")
+			[ -z "$m" ] || die "${l#"$RAS_ROOT"} needs $m, which no package of" \
+				"RAS_PACKAGES provides"
+		done
+	done
+	exec 8>&-
+}
+
 build_initramfs() {
 	work=$1
 	probe=$2
 	init=$3
+	extra=${4:-}
+	out=${5:-initrd.gz}
 	[ -x "$probe" ] || die "guest probe $probe not found"
 	[ -f "$init" ] || die "guest init $init not found"
-	root="$work/initramfs.d"
+	# One staging directory per initramfs: prepare and prepare-ras may run at once.
+	root="$work/$out.d"
 	rm -rf "$root" && mkdir -p "$root/bin" "$root/sbin" "$root/proc" "$root/sys" \
 		"$root/dev" "$root/tmp" || die "cannot create $root"
 	cp /bin/busybox "$root/bin/busybox" || die "cannot copy /bin/busybox"
@@ -140,8 +213,12 @@ build_initramfs() {
 	done
 	cp "$probe" "$root/bin/vmce-probe" && cp "$init" "$root/init" &&
 		chmod 755 "$root/init" "$root/bin/vmce-probe" || die "cannot install /init"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz.tmp" &&
-		mv "$work/initrd.gz.tmp" "$work/initrd.gz" || die "cannot build $work/initrd.gz"
+	if [ -n "$extra" ]; then
+		cp -a "$extra/." "$root/" && mkdir -p "$root/var/lib/rasdaemon" ||
+			die "cannot copy $extra into the initramfs"
+	fi
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/$out.tmp" &&
+		mv "$work/$out.tmp" "$work/$out" || die "cannot build $work/$out"
 	rm -rf "$root"
 }
 
@@ -154,6 +231,17 @@ cmd_prepare() {
 	printf 'KERNEL=%s\nINITRD=%s\n' "$kernel" "$1/initrd.gz" >"$1/guest.env"
 	say "kernel $kernel"
 	say "initramfs $1/initrd.gz ($(wc -c <"$1/initrd.gz") bytes)"
+}
+
+cmd_prepare_ras() {
+	[ $# -eq 3 ] || die "usage: vmce-linux.sh prepare-ras WORKDIR PROBE INIT"
+	mkdir -p "$1" || die "cannot create $1"
+	ensure_packages
+	ensure_ras_userland
+	build_initramfs "$1" "$2" "$3" "$RAS_ROOT" initrd-ras.gz
+	printf 'INITRD_RAS=%s\n' "$1/initrd-ras.gz" >"$1/ras.env"
+	say "rasdaemon userland: $(tr '\n' ';' <"$(ras_cache_dir)/versions")"
+	say "initramfs $1/initrd-ras.gz ($(wc -c <"$1/initrd-ras.gz") bytes)"
 }
 
 # ---- one guest ---------------------------------------------------------------------------------
@@ -607,6 +695,98 @@ scenario_amd_bank1() {
 	record "CE: $ce_line; UC: $uc_line; $MATCH"
 }
 
+# Hex text without 0x and leading zeros, lower case (shell arithmetic is signed 64-bit).
+hexnorm() {
+	printf '%s\n' "${1#0x}" | tr 'A-F' 'a-f' | sed 's/^0*//; s/^$/0/'
+}
+
+# field NAME LINE: the value of NAME=... in a VMCE-RAS line.
+ras_field() {
+	printf '%s\n' "$2" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"
+}
+
+# The target vCPU's record of PLAN as "bank status addr misc mcg_status".
+plan_record() {
+	jplan --argjson t "$(jplan .target)" '.vcpus[] | select(.cpu == $t and has("bank")) |
+		"\(.bank) \(.status) \(.addr) \(.misc) \(.mcg_status)"'
+}
+
+# ras_row_matches LINE RECORD WHAT: the database row holds the record vmce planned.
+ras_row_matches() {
+	set -- "$1" $2 "$3"
+	[ "$(ras_field bank "$1")" = "$2" ] || fail "$7: rasdaemon's bank is not $2: $1"
+	for f in status:3 addr:4 misc:5 mcgstatus:6; do
+		name=${f%:*}
+		eval "want=\${${f#*:}}"
+		[ "$(hexnorm "$(ras_field "$name" "$1")")" = "$(hexnorm "$want")" ] ||
+			fail "$7: rasdaemon's $name is not vmce's $want: $1"
+	done
+}
+
+# Debian's rasdaemon in the guest records what vmce delivers: an SRAO and an SRAR each become
+# a row of its database with vmce's bank, STATUS, ADDR, MISC and MCG_STATUS; a corrected error,
+# which vmce drops, leaves nothing.
+scenario_rasdaemon() {
+	[ -f "$WORK/ras.env" ] ||
+		skip "no rasdaemon initramfs in $WORK (the prepare-ras step was skipped or failed)"
+	. "$WORK/ras.env"
+	[ -f "$INITRD_RAS" ] || die "the initramfs $INITRD_RAS of $WORK/ras.env is missing"
+	INITRD=$INITRD_RAS
+	boot rasdaemon 1 "$CPU_INTEL"
+	send rasdaemon
+	expect 'VMCE-GUEST RASDAEMON-(READY|FAILED|MISSING)' 30
+	case "$MATCH" in
+	*READY*) ras=${MATCH#*READY } ;;
+	*) fail "rasdaemon did not start in the guest: $MATCH" ;;
+	esac
+	say "guest runs rasdaemon ($ras)"
+
+	# A corrected error: vmce drops it, nothing reaches the guest.
+	free_page
+	plan --vcpus 1 --map "$GUEST_MAP" --ce --gpa "$FREE_GPA"
+	[ "$(jplan .verdict)" = drop ] || fail "a corrected error is not dropped: $PLAN"
+	plan_commands
+	[ -z "$CMDS" ] || fail "a dropped plan produced monitor commands: $CMDS"
+	ce=$(jplan .reason)
+
+	# An SRAO on a free page.
+	plan --vcpus 1 --map "$GUEST_MAP" --srao --gpa "$FREE_GPA"
+	srao=$(plan_record)
+	mark
+	deliver
+	expect_recovered "$FREE_GPA"
+
+	# An SRAR consumed by the victim process.
+	start_victim
+	plan --vcpus 1 --map "$GUEST_MAP" --srar --gpa "$VICTIM_GPA" --cpu 0
+	srar=$(plan_record)
+	mark
+	deliver user
+	expect 'VMCE-PROBE SIGBUS si_code=4 '
+	expect 'VMCE-GUEST VICTIM-EXIT status=42'
+	expect_recovered "$VICTIM_GPA"
+
+	# A poll of every bank, then rasdaemon's database.
+	poll_banks
+	alive
+	mark
+	NONCE=$((NONCE + 1))
+	send "rasdb $$-$NONCE"
+	expect "VMCE-GUEST RASDB-DONE $$-$NONCE\$|VMCE-GUEST RASDB-DONE $$-$NONCE[^0-9]"
+	rows=$(console | grep '^VMCE-RAS ')
+	printf '%s\n' "$rows" | sed 's/^/vmce-linux: database: /'
+	n=$(printf '%s\n' "$rows" | grep -c '^VMCE-RAS ')
+	[ "$n" = 2 ] || fail "rasdaemon's database has $n machine-check rows, not 2 (SRAO, SRAR): $rows"
+	row1=$(printf '%s\n' "$rows" | sed -n 1p)
+	row2=$(printf '%s\n' "$rows" | sed -n 2p)
+	ras_row_matches "$row1" "$srao" "SRAO"
+	ras_row_matches "$row2" "$srar" "SRAR"
+	case "$row1" in *mcistatus_msg=*SRAO*) ;; *) fail "rasdaemon does not call it SRAO: $row1" ;; esac
+	case "$row2" in *mcistatus_msg=*SRAR*) ;; *) fail "rasdaemon does not call it SRAR: $row2" ;; esac
+	reject 'Kernel panic' "the guest panicked"
+	record "$ras recorded SRAO [$row1] and SRAR [$row2]; CE dropped ($ce): no row"
+}
+
 cmd_run() {
 	[ $# -eq 3 ] || die "usage: vmce-linux.sh run SCENARIO WORKDIR VMCECTL"
 	SCENARIO=$1
@@ -636,6 +816,10 @@ prepare)
 	shift
 	cmd_prepare "$@"
 	;;
+prepare-ras)
+	shift
+	cmd_prepare_ras "$@"
+	;;
 run)
 	shift
 	cmd_run "$@"
@@ -644,6 +828,7 @@ list)
 	echo $SCENARIOS
 	;;
 *)
-	die "usage: vmce-linux.sh prepare WORKDIR PROBE INIT | run SCENARIO WORKDIR VMCECTL | list"
+	die "usage: vmce-linux.sh prepare|prepare-ras WORKDIR PROBE INIT |" \
+		"run SCENARIO WORKDIR VMCECTL | list"
 	;;
 esac
