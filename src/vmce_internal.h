@@ -56,11 +56,39 @@ struct vmce_vcpu {
 	_Atomic bool started;
 
 	/* Delivery queue: producers are injectors (under qlock), the consumer is the vCPU thread
-	 * (under qlock too; qcount lets it skip the lock when nothing is queued). */
+	 * (under qlock too; qcount lets it skip the lock when nothing is queued).  qmc counts the
+	 * queued records that raise an #MC when applied (the vCPU is "busy" for held records). */
 	pthread_mutex_t qlock;
 	_Atomic unsigned qcount;
+	_Atomic unsigned qmc;
+	/* Set by the MSR path when the guest clears MCG_STATUS.MCIP while records are held: the
+	 * next vmce_vcpu_deliver() tries to release them (vmce_vcpu_pending() reports it). */
+	_Atomic bool release_hint;
 	unsigned qhead;
 	struct vmce_queued queue[VMCE_VCPU_QUEUE_LEN];
+};
+
+/*
+ * A plan held back because a vCPU it reaches has MCG_STATUS.MCIP set (src/policy/hold.c).
+ * Held plans wait in a per-VM FIFO and are queued on their vCPUs, in arrival order, once the
+ * guest has cleared MCIP on every one of them.
+ */
+struct vmce_held {
+	struct vmce_plan plan;
+	uint64_t event_seq; /* the "held" event */
+	uint64_t since_ns;  /* CLOCK_MONOTONIC when it was held (or restored) */
+};
+
+struct vmce_hold {
+	/* Everything is under vm->inject_lock; count is also read without it. */
+	struct vmce_held *ring;
+	unsigned cap, head;
+	_Atomic unsigned count;
+	uint64_t timeout_ns;
+	uint64_t progress_ns; /* last release, or when the queue became non-empty */
+	uint64_t held, released, overflowed, expired;
+	vmce_kick_fn kick;
+	void *kick_opaque;
 };
 
 struct vmce_policy_state;  /* src/policy: memory map, poisoned pages, event log */
@@ -77,6 +105,7 @@ struct vmce_vm {
 	struct vmce_policy_state *pol;
 	struct vmce_migrate_state *mig;
 	struct vmce_vcpu *vcpus; /* nr_vcpus entries */
+	struct vmce_hold hold;
 };
 
 /* ---- core helpers -------------------------------------------------------------------------- */
@@ -112,6 +141,21 @@ int vmce__vcpu_enqueue(struct vmce_vcpu *v, const struct vmce_queued *q);
 
 /* ---- policy calls made by core ------------------------------------------------------------- */
 
+/* Held records (src/policy/hold.c).  init/fini with the VM. */
+int vmce__hold_init(struct vmce_vm *vm, struct vmce_err *err);
+void vmce__hold_fini(struct vmce_vm *vm);
+/*
+ * vCPU thread, from vmce_vcpu_deliver(): release what can be released (and expire what waited
+ * too long), then kick the other vCPUs that got records.  Takes inject_lock.
+ */
+void vmce__hold_release(struct vmce_vm *vm);
+/*
+ * vCPU thread: an action-optional #MC record found MCIP set when it was applied (a stream from
+ * an older writer, or a guest that set MCIP itself): hold it, at the front of the queue, for
+ * this vCPU only.  Returns 0, or -ENOBUFS when the queue is full (the caller then drops it).
+ */
+int vmce__hold_requeue(struct vmce_vcpu *v, const struct vmce_queued *q);
+
 /* Create / free the policy part of a VM (called by vmce_vm_create / vmce_vm_destroy). */
 int vmce__policy_init(struct vmce_vm *vm, struct vmce_err *err);
 void vmce__policy_fini(struct vmce_vm *vm);
@@ -123,6 +167,12 @@ void vmce__policy_fini(struct vmce_vm *vm);
 uint64_t vmce__log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
 			 int vcpu, bool has_gpa, uint64_t gpa, const struct vmce_vcpu_record *rec,
 			 const char *reason);
+
+/* The same for a follow-up about an error already counted by class (a held record released,
+ * dropped or expired): counted by kind only. */
+uint64_t vmce__log_followup(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
+			    int vcpu, bool has_gpa, uint64_t gpa,
+			    const struct vmce_vcpu_record *rec, const char *reason);
 
 /* ---- migrate calls made by core/policy ----------------------------------------------------- */
 

@@ -84,6 +84,24 @@ static inline void set_reg(struct vmce_vcpu *v, _Atomic uint64_t *reg, uint64_t 
 	vmce__write_end(v);
 }
 
+/*
+ * MCG_STATUS: when a write clears MCIP while records are held (src/policy/hold.c), ask the
+ * vCPU's next vmce_vcpu_deliver() to release them.  No lock: the fence pairs with the one an
+ * injector makes between holding a record and looking at MCIP again, so that one of the two
+ * sees the other's store.
+ */
+static inline void set_mcg_status(struct vmce_vcpu *v, uint64_t value)
+{
+	uint64_t old = LD(v->mcg_status);
+
+	set_reg(v, &v->mcg_status, value);
+	if ((old & VMCE_MCG_STATUS_MCIP) && !(value & VMCE_MCG_STATUS_MCIP)) {
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&v->vm->hold.count, memory_order_relaxed))
+			atomic_store_explicit(&v->release_hint, true, memory_order_release);
+	}
+}
+
 /* Shared by guest and host reads: host reads follow the guest's rules. */
 static enum vmce_msr_result do_rdmsr(struct vmce_vcpu *v, uint32_t index, uint64_t *value)
 {
@@ -162,7 +180,7 @@ enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t va
 	case VMCE_MSR_MCG_STATUS:
 		if (value & ~MCG_STATUS_WRITABLE)
 			return VMCE_MSR_GP;
-		set_reg(v, &v->mcg_status, value);
+		set_mcg_status(v, value);
 		return VMCE_MSR_OK;
 	case VMCE_MSR_MCG_CAP:
 		return VMCE_MSR_GP;
@@ -206,7 +224,7 @@ enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64
 	case VMCE_MSR_MCG_CAP:
 		return value == v->vm->mcg_cap ? VMCE_MSR_OK : VMCE_MSR_GP;
 	case VMCE_MSR_MCG_STATUS:
-		set_reg(v, &v->mcg_status, value);
+		set_mcg_status(v, value);
 		return VMCE_MSR_OK;
 	case VMCE_MSR_MCG_CTL:
 		if (!(p->caps & VMCE_CAP_CTL))
