@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct vmce_delivery d;
 			struct vmce_vcpu_state st;
 
-			while (vmce_vcpu_deliver(v, sel & 0x20, &d) == 1) {
+			while (sim_deliver(v, sel & 0x20, &d) == 1) {
 				vmce_vcpu_get_state(v, &st);
 				if (!iso_check_state(&m, &cfg.profile, &st, why, sizeof(why)))
 					FZ_FAIL("vcpu %u: %s", c, why);

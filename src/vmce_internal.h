@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include <vmce/vmce.h>
 #include <vmce/policy.h>
@@ -25,6 +26,17 @@
 #define ST(x, v)	   atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
 #define VMCE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* How long at most a vCPU stays busy after its guest cleared MCIP (see release_hint). */
+#define VMCE_SETTLE_NS (VMCE_HOLD_SETTLE_MAX_US * 1000ull)
+
+static inline uint64_t vmce__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* One bank's registers, as the vCPU thread writes them. */
 struct vmce_bank_regs {
@@ -61,9 +73,13 @@ struct vmce_vcpu {
 	pthread_mutex_t qlock;
 	_Atomic unsigned qcount;
 	_Atomic unsigned qmc;
-	/* Set by the MSR path when the guest clears MCG_STATUS.MCIP while records are held: the
-	 * next vmce_vcpu_deliver() tries to release them (vmce_vcpu_pending() reports it). */
+	/* Set by the MSR path when the guest clears MCG_STATUS.MCIP; the next
+	 * vmce_vcpu_deliver() turns it into settle_until (CLOCK_MONOTONIC ns): no new #MC reaches
+	 * this vCPU before then, or before vmce_vcpu_guest_progress() says the guest ran past its
+	 * handler's return (it sets settle_until to 1, a time long past).  vmce_vcpu_pending()
+	 * reports both, so that the next delivery releases what waited. */
 	_Atomic bool release_hint;
+	_Atomic uint64_t settle_until;
 	unsigned qhead;
 	struct vmce_queued queue[VMCE_VCPU_QUEUE_LEN];
 };

@@ -229,7 +229,15 @@ VMCE_API int vmce_event_format_json(const struct vmce_event *ev, char *buf, size
  *
  * The held plans travel in the migration stream (optional section "held").
  */
-#define VMCE_HOLD_DEFAULT_MAX	     1024u
+#define VMCE_HOLD_DEFAULT_MAX 1024u
+/*
+ * A vCPU whose guest cleared MCIP takes no new #MC until it has left its handler: the return
+ * from the exception after the WRMSR that cleared MCIP must not be cut by the next machine
+ * check, which would reuse the handler's stack (Linux and the built-in guest run #MC on an IST
+ * stack).  vmce cannot see the IRET; it waits until the VMM reports an exit the guest caused
+ * after the clear (vmce_vcpu_guest_progress(); the KVM backend does it), or at most this long.
+ */
+#define VMCE_HOLD_SETTLE_MAX_US	     50000u
 #define VMCE_HOLD_MAX_RECORDS	     65536u
 #define VMCE_HOLD_DEFAULT_TIMEOUT_MS 5000u
 

@@ -31,12 +31,21 @@ int vmce__vcpu_enqueue(struct vmce_vcpu *v, const struct vmce_queued *q)
 	return 0;
 }
 
+void vmce_vcpu_guest_progress(struct vmce_vcpu *v)
+{
+	/* Not the exit of the clearing WRMSR itself: that one still has the hint set. */
+	if (!atomic_load_explicit(&v->release_hint, memory_order_relaxed) &&
+	    atomic_load_explicit(&v->settle_until, memory_order_relaxed) > 1)
+		atomic_store_explicit(&v->settle_until, 1, memory_order_release);
+}
+
 bool vmce_vcpu_pending(const struct vmce_vcpu *cv)
 {
 	struct vmce_vcpu *v = (struct vmce_vcpu *)cv; /* atomics are read only */
 
 	return atomic_load_explicit(&v->qcount, memory_order_acquire) != 0 ||
-	       atomic_load_explicit(&v->release_hint, memory_order_acquire);
+	       atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
+	       atomic_load_explicit(&v->settle_until, memory_order_acquire) != 0;
 }
 
 static bool dequeue(struct vmce_vcpu *v, struct vmce_queued *q)
@@ -106,13 +115,20 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 	uint64_t seq;
 
 	/*
-	 * Held records first (the guest may just have cleared MCIP, or a queued #MC was applied
-	 * without a signal): what is released for this vCPU is applied below.  The fence pairs
-	 * with the injector's (see set_mcg_status() in msr.c).
+	 * The guest cleared MCIP since the last call: no #MC for this vCPU during its settle
+	 * time.  Then held records (hold.c): what is released for this vCPU is applied below.
 	 */
-	atomic_store_explicit(&v->release_hint, false, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&vm->hold.count, memory_order_relaxed))
+	if (atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
+	    atomic_load_explicit(&v->settle_until, memory_order_relaxed)) {
+		uint64_t now = vmce__now_ns();
+
+		if (atomic_exchange_explicit(&v->release_hint, false, memory_order_acq_rel))
+			atomic_store_explicit(&v->settle_until, now + VMCE_SETTLE_NS,
+					      memory_order_release);
+		else if (now >= atomic_load_explicit(&v->settle_until, memory_order_relaxed))
+			atomic_store_explicit(&v->settle_until, 0, memory_order_release);
+	}
+	if (atomic_load_explicit(&vm->hold.count, memory_order_acquire))
 		vmce__hold_release(vm);
 again:
 	if (!dequeue(v, &q)) {

@@ -85,21 +85,16 @@ static inline void set_reg(struct vmce_vcpu *v, _Atomic uint64_t *reg, uint64_t 
 }
 
 /*
- * MCG_STATUS: when a write clears MCIP while records are held (src/policy/hold.c), ask the
- * vCPU's next vmce_vcpu_deliver() to release them.  No lock: the fence pairs with the one an
- * injector makes between holding a record and looking at MCIP again, so that one of the two
- * sees the other's store.
+ * MCG_STATUS: when a write clears MCIP, the vCPU's next vmce_vcpu_deliver() starts its settle
+ * time and then releases what waits for it (src/policy/hold.c).  One relaxed store, no lock.
  */
 static inline void set_mcg_status(struct vmce_vcpu *v, uint64_t value)
 {
 	uint64_t old = LD(v->mcg_status);
 
 	set_reg(v, &v->mcg_status, value);
-	if ((old & VMCE_MCG_STATUS_MCIP) && !(value & VMCE_MCG_STATUS_MCIP)) {
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&v->vm->hold.count, memory_order_relaxed))
-			atomic_store_explicit(&v->release_hint, true, memory_order_release);
-	}
+	if ((old & VMCE_MCG_STATUS_MCIP) && !(value & VMCE_MCG_STATUS_MCIP))
+		atomic_store_explicit(&v->release_hint, true, memory_order_release);
 }
 
 /* Shared by guest and host reads: host reads follow the guest's rules. */

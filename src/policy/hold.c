@@ -33,10 +33,7 @@
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return vmce__now_ns();
 }
 
 static struct vmce_held *at(struct vmce_hold *h, unsigned i)
@@ -83,31 +80,43 @@ bool vmce__hold_applies(const struct vmce_plan *plan)
 	       (plan->cls == VMCE_CLASS_SRAO || plan->cls == VMCE_CLASS_SRAR);
 }
 
-static bool vcpu_busy(struct vmce_vcpu *v)
+/*
+ * Busy: in its handler (MCIP), an #MC queued, MCIP cleared but the vCPU has not been through
+ * vmce_vcpu_deliver() since (release_hint), or within its settle time.
+ */
+static bool vcpu_busy(struct vmce_vcpu *v, uint64_t now)
 {
 	return (LD(v->mcg_status) & VMCE_MCG_STATUS_MCIP) ||
-	       atomic_load_explicit(&v->qmc, memory_order_relaxed) != 0;
+	       atomic_load_explicit(&v->qmc, memory_order_relaxed) != 0 ||
+	       atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
+	       atomic_load_explicit(&v->settle_until, memory_order_acquire) > now;
 }
 
 int vmce__hold_busy(struct vmce_vm *vm, const struct vmce_plan *plan)
 {
+	uint64_t now = mono_ns();
+
 	/* The target first: it names the vCPU in the reason when several are busy. */
-	if (vcpu_busy(&vm->vcpus[plan->target]))
+	if (vcpu_busy(&vm->vcpus[plan->target], now))
 		return (int)plan->target;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (i != plan->target && vmce__plan_reaches(vm, plan, i) &&
-		    vcpu_busy(&vm->vcpus[i]))
+		    vcpu_busy(&vm->vcpus[i], now))
 			return (int)i;
 	return -1;
 }
 
 static const char *busy_why(struct vmce_vm *vm, int busy)
 {
+	struct vmce_vcpu *v = &vm->vcpus[busy < 0 ? 0 : busy];
+
 	if (busy < 0)
 		return "older records are held";
-	return LD(vm->vcpus[busy].mcg_status) & VMCE_MCG_STATUS_MCIP
-		       ? "has MCG_STATUS.MCIP set (in its machine-check handler)"
-		       : "has a machine check queued";
+	if (LD(v->mcg_status) & VMCE_MCG_STATUS_MCIP)
+		return "has MCG_STATUS.MCIP set (in its machine-check handler)";
+	if (atomic_load(&v->qmc))
+		return "has a machine check queued";
+	return "cleared MCIP less than the settle time ago (leaving its handler)";
 }
 
 static void remove_at(struct vmce_hold *h, unsigned i)

@@ -169,6 +169,15 @@ static void test_srao_at_mcip_is_held(void **state)
 	assert_false(vmce_vcpu_pending(v));
 	assert_int_equal(vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0), VMCE_MSR_OK);
 	assert_true(vmce_vcpu_pending(v));
+	/* The delivery right after the WRMSR exit: the guest is still returning from its
+	 * handler, nothing yet (settle time). */
+	vmce_vcpu_guest_progress(v); /* the WRMSR exit itself does not count */
+	assert_int_equal(vmce_vcpu_deliver(v, true, &d), 0);
+	assert_true(vmce_vcpu_pending(v));
+	vmce_hold_status(vm, &hs);
+	assert_int_equal(hs.count, 1);
+	/* The guest ran and exited again: its handler has returned. */
+	vmce_vcpu_guest_progress(v);
 	assert_int_equal(deliver(v, true, &d), VMCE_ACTION_MC);
 	assert_int_equal(rd(v, VMCE_MSR_MCi_ADDR(1)), 0x123000);
 	vmce_hold_status(vm, &hs);

@@ -44,6 +44,18 @@
 #define MISC_PAGE ((2ull << 6) | 12)
 
 static struct vmce_vm *vm;
+
+/* Deliver as a VMM whose guest ran since the last delivery (its handler returned). */
+static int sim_deliver(struct vmce_vcpu *v, bool cr4_mce, struct vmce_delivery *d)
+{
+	for (;;) {
+		vmce_vcpu_guest_progress(v);
+		if (vmce_vcpu_deliver(v, cr4_mce, d))
+			return 1;
+		if (!vmce_vcpu_pending(v))
+			return 0;
+	}
+}
 static atomic_uint seen[NR_INJECT];
 static atomic_uint injectors_done;
 static atomic_ulong refused, msr_ops, deliveries, snapshots;
@@ -136,7 +148,7 @@ static void *vcpu_thread(void *arg)
 			if (vmce_rdmsr(vc, idx[i & 3], &v) != VMCE_MSR_OK)
 				fail_once("vcpu %u: RDMSR %#x failed", me, idx[i & 3]);
 		}
-		if (vmce_vcpu_deliver(vc, true, &d) == 1) {
+		if (sim_deliver(vc, true, &d) == 1) {
 			long id;
 
 			atomic_fetch_add(&deliveries, 1);

@@ -175,7 +175,7 @@ static void *vcpu_thread(void *arg)
 				failure("vcpu %u: MSR access refused", cpu);
 		}
 		idle = true;
-		while (vmce_vcpu_deliver(v, true, &d)) {
+		while (sim_deliver(v, true, &d)) {
 			uint64_t mcg, st, addr, misc;
 			unsigned idx;
 

@@ -1061,7 +1061,7 @@ static void test_queue_full(void **state)
 	vmce_get_counters(vm, &c);
 	assert_int_equal(c.refused, 1);
 	assert_int_equal(c.forwarded, 16);
-	while (vmce_vcpu_deliver(vmce_vm_vcpu(vm, 0), true, &d)) {
+	while (sim_deliver(vmce_vm_vcpu(vm, 0), true, &d)) {
 		delivered0++;
 		vmce_wrmsr(vmce_vm_vcpu(vm, 0), VMCE_MSR_MCG_STATUS, 0);
 		vmce_wrmsr(vmce_vm_vcpu(vm, 0), VMCE_MSR_MCi_STATUS(1), 0);
