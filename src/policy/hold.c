@@ -8,15 +8,17 @@
  * vmce_inject() would have queued them -- when no vCPU it reaches is busy: MCIP clear and no
  * #MC queued but not yet applied.  SRARs go first; SRAOs leave in arrival order.
  *
- * Who releases: an injector (before it decides about a new error), a vCPU thread in
- * vmce_vcpu_deliver() (after the guest cleared MCIP, see set_mcg_status() in core/msr.c), and
- * vmce_hold_poll().  Records released for other vCPUs are announced with the VMM's kick
- * callback once inject_lock is dropped.
+ * Busy means: MCIP set, an #MC queued and not yet applied, or MCIP cleared but the guest not yet
+ * seen to run past its handler's return (vmce_vcpu_guest_progress(), at most
+ * VMCE_HOLD_SETTLE_MAX_US): an #MC injected right after the WRMSR that cleared MCIP would land
+ * in the handler's epilogue and overwrite its IST frame.
  *
- * Lost wake-ups: an injector stores the new count, then (seq_cst fence) reads MCIP; the MSR path
- * stores MCIP, then (seq_cst fence) reads the count.  One of them sees the other: either the
- * injector finds MCIP clear and releases at once, or the vCPU sees a held record and asks its
- * next delivery to release.
+ * Who releases: an injector (before it decides about a new error), a vCPU thread in
+ * vmce_vcpu_deliver() (vmce_vcpu_pending() stays true from the guest's MCIP clear until the
+ * settle ends, so the VMM keeps calling it), and vmce_hold_poll().  Records released for other
+ * vCPUs are announced with the VMM's kick callback once inject_lock is dropped.  Because the
+ * MSR path only sets a per-vCPU flag that the vCPU's own next delivery consumes, a record held
+ * just as its vCPU cleared MCIP is still seen by that delivery (no lost wake-up).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -113,10 +115,10 @@ static const char *busy_why(struct vmce_vm *vm, int busy)
 	if (busy < 0)
 		return "older records are held";
 	if (LD(v->mcg_status) & VMCE_MCG_STATUS_MCIP)
-		return "has MCG_STATUS.MCIP set (in its machine-check handler)";
+		return "is in its #MC handler (MCIP set)";
 	if (atomic_load(&v->qmc))
-		return "has a machine check queued";
-	return "cleared MCIP less than the settle time ago (leaving its handler)";
+		return "has an #MC queued";
+	return "is leaving its #MC handler (MCIP just cleared)";
 }
 
 static void remove_at(struct vmce_hold *h, unsigned i)
@@ -181,12 +183,11 @@ int vmce__hold_add(struct vmce_vm *vm, const struct vmce_plan *plan, int busy, u
 		}
 	}
 	if (busy >= 0)
-		snprintf(msg, sizeof(msg), "%.*s; held: vcpu %d %s, %u record(s) held before it",
-			 HOLD_REASON_HEAD, plan->reason, busy, busy_why(vm, busy), n);
+		snprintf(msg, sizeof(msg), "held: vcpu %d %s, %u held before it; %s", busy,
+			 busy_why(vm, busy), n, plan->reason);
 	else
-		snprintf(msg, sizeof(msg),
-			 "%.*s; held: %u older record(s) are held (arrival order)",
-			 HOLD_REASON_HEAD, plan->reason, n);
+		snprintf(msg, sizeof(msg), "held: %u older record(s) held (arrival order); %s", n,
+			 plan->reason);
 	seq = vmce__log_decision(vm, VMCE_EVENT_HELD, plan->cls, (int)plan->target, plan->has_gpa,
 				 plan->gpa, &plan->record, msg);
 	e = at(h, n);
@@ -246,7 +247,7 @@ static void expire_all(struct vmce_vm *vm, uint64_t now, uint64_t *kicks)
 		remove_at(h, 0);
 		h->expired++;
 		if (busy >= 0)
-			snprintf(why, sizeof(why), "vcpu %d still %s", busy, busy_why(vm, busy));
+			snprintf(why, sizeof(why), "vcpu %d %s", busy, busy_why(vm, busy));
 		else
 			snprintf(why, sizeof(why), "its vCPUs' delivery queues stayed full");
 		if (e.plan.cls == VMCE_CLASS_SRAR) {
