@@ -696,9 +696,7 @@ void do_machine_check(struct percpu *pc, struct regs *r)
 
 	/* The console lines wait for periodic(), outside the handler (as Linux's printk from #MC
 	 * waits for irq_work): the handler must not take a lock once MCIP is clear, when another
-	 * machine check may come.  The workload's vCPU enters the kernel at once for them. */
-	if (pc->defer_head != pc->defer_tail && wl.running && wl.cpu == pc->id)
-		wl.next_kernel = 0;
+	 * machine check may come.  On the workload's vCPU that is its next kernel entry. */
 	mce_wr(pc, MSR_MCG_STATUS, 0);
 	pc->in_mce = 0;
 }

@@ -61,7 +61,6 @@ struct vmce_mig_pending {
 struct vmce_mig_held {
 	struct vmce_plan plan; /* verdict FORWARD, nr_vcpus of the image */
 	uint64_t event_seq;    /* the source's "held" event */
-	uint32_t held_ms;      /* how long it had waited when saved (informational) */
 };
 
 /* A whole decoded (or snapshotted) VM state. */

@@ -110,11 +110,6 @@ int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vm
 	{
 		struct vmce_hold *h = &vm->hold;
 		unsigned nh = atomic_load(&h->count);
-		struct timespec ts;
-		uint64_t now;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 		if (nh) {
 			img->held = calloc(nh, sizeof(*img->held));
 			if (!img->held)
@@ -122,12 +117,10 @@ int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vm
 		}
 		for (unsigned i = 0; i < nh; i++) {
 			const struct vmce_held *e = &h->ring[(h->head + i) % h->cap];
-			uint64_t age = now > e->since_ns ? (now - e->since_ns) / 1000000 : 0;
 
 			img->held[i].plan = e->plan;
 			img->held[i].plan.verdict = VMCE_VERDICT_FORWARD;
 			img->held[i].event_seq = e->event_seq;
-			img->held[i].held_ms = age > UINT32_MAX ? UINT32_MAX : (uint32_t)age;
 		}
 		img->nr_held = nh;
 	}
@@ -298,8 +291,10 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 		v->qhead = 0;
 		atomic_store_explicit(&v->qcount, 0, memory_order_relaxed);
 		atomic_store_explicit(&v->qmc, 0, memory_order_relaxed);
-		/* Held records are released by the first delivery (vmce_vcpu_pending() says so). */
-		atomic_store_explicit(&v->release_hint, img.nr_held != 0, memory_order_relaxed);
+		/* Held records are released by the first delivery: a settle time long past makes
+		 * vmce_vcpu_pending() say so without making the vCPU busy. */
+		atomic_store_explicit(&v->release_hint, false, memory_order_relaxed);
+		atomic_store_explicit(&v->settle_until, img.nr_held ? 1 : 0, memory_order_relaxed);
 		pthread_mutex_unlock(&v->qlock);
 	}
 	for (size_t i = 0; i < img.nr_pending; i++) {

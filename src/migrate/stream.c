@@ -170,8 +170,7 @@ static uint8_t *put_held(uint8_t *p, const struct vmce_mig_held *h)
 	p = put_rec(p, pl->broadcast ? &pl->bystander : &none);
 	p = put64(p, pl->has_gpa ? pl->gpa : 0);
 	p = put64(p, h->event_seq);
-	p = put32(p, h->held_ms);
-	p = put32(p, 0);
+	p = put64(p, 0);
 	memcpy(p, pl->reason, rl);
 	return p + rl;
 }
@@ -755,8 +754,7 @@ static int decode_held(const struct sec_ref *s, struct vmce_mig_image *img, stru
 			return rc;
 		pl->gpa = get64(p + 88);
 		h->event_seq = get64(p + 96);
-		h->held_ms = get32(p + 104);
-		if (get32(p + 108))
+		if (get64(p + 104))
 			return vmce__fail(err, -EINVAL, "held[%" PRIu32 "].reserved: must be 0", i);
 		if (rl > VMCE_REASON_MAX)
 			return vmce__fail(err, -EINVAL,
