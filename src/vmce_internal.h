@@ -100,6 +100,7 @@ struct vmce_hold {
 	struct vmce_held *ring;
 	unsigned cap, head;
 	_Atomic unsigned count;
+	unsigned nsrar; /* held SRARs (they are looked for first; 0: skip the scan) */
 	uint64_t timeout_ns;
 	uint64_t progress_ns; /* last release, or when the queue became non-empty */
 	uint64_t held, released, overflowed, expired;

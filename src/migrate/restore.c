@@ -320,7 +320,9 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 		h->head = 0;
+		h->nsrar = 0;
 		for (size_t i = 0; i < img.nr_held && i < h->cap; i++) {
+			h->nsrar += img.held[i].plan.cls == VMCE_CLASS_SRAR;
 			h->ring[i].plan = img.held[i].plan;
 			h->ring[i].event_seq = img.held[i].event_seq;
 			h->ring[i].since_ns = now;

@@ -125,6 +125,8 @@ static void remove_at(struct vmce_hold *h, unsigned i)
 {
 	unsigned n = count_of(h);
 
+	if (at(h, i)->plan.cls == VMCE_CLASS_SRAR)
+		h->nsrar--;
 	if (i == 0) {
 		h->head = (h->head + 1) % h->cap;
 	} else {
@@ -197,6 +199,7 @@ int vmce__hold_add(struct vmce_vm *vm, const struct vmce_plan *plan, int busy, u
 	if (n == 0)
 		h->progress_ns = now;
 	h->held++;
+	h->nsrar += plan->cls == VMCE_CLASS_SRAR;
 	set_count(h, n + 1);
 	if (vm->mig)
 		vmce__migrate_note_forwarded(vm, seq);
@@ -288,7 +291,7 @@ unsigned vmce__hold_release_locked(struct vmce_vm *vm, uint64_t *kicks)
 
 		progress = false;
 		/* SRARs first: a vCPU that consumed poison waits for them. */
-		for (unsigned i = 0; i < n; i++) {
+		for (unsigned i = 0; h->nsrar && i < n; i++) {
 			if (at(h, i)->plan.cls != VMCE_CLASS_SRAR || !can_go(vm, &at(h, i)->plan))
 				continue;
 			release_one(vm, i, now, kicks);
@@ -374,6 +377,7 @@ int vmce__hold_requeue(struct vmce_vcpu *v, const struct vmce_queued *q)
 	if (n == 0)
 		h->progress_ns = e->since_ns;
 	h->held++;
+	h->nsrar += q->cls == VMCE_CLASS_SRAR;
 	e->event_seq = vmce__log_event(vm, VMCE_EVENT_HELD, q->cls, (int)v->index, q->has_gpa,
 				       q->gpa, &q->rec, reason);
 	set_count(h, n + 1);
