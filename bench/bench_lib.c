@@ -229,6 +229,7 @@ static void drain(struct vmce_vm *vm)
 		while (vmce_vcpu_pending(v)) {
 			vmce_vcpu_guest_progress(v); /* the guest's handler has returned */
 			vmce_vcpu_deliver(v, true, &d);
+			vmce_vcpu_guest_progress(v);
 			vmce_wrmsr(v, VMCE_MSR_MCi_STATUS(1), 0);
 			vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0);
 		}
@@ -274,8 +275,8 @@ fail:
  * "held" event, the release and the settle bookkeeping.  Returns ns per record for each.
  */
 /* (a): n SRAOs injected and drained one by one. */
-static void __attribute__((noinline)) hold_direct(struct vmce_vm *vm, struct vmce_host_error *e,
-						  unsigned n)
+static void __attribute__((noinline))
+hold_direct(struct vmce_vm *vm, struct vmce_host_error *e, unsigned n)
 {
 	struct vmce_plan plan;
 	struct vmce_err err;
@@ -290,8 +291,8 @@ static void __attribute__((noinline)) hold_direct(struct vmce_vm *vm, struct vmc
 }
 
 /* (b): n SRAOs injected while vCPU 0 is in its handler, then released and drained. */
-static void __attribute__((noinline)) hold_held(struct vmce_vm *vm, struct vmce_host_error *e,
-						unsigned n)
+static void __attribute__((noinline))
+hold_held(struct vmce_vm *vm, struct vmce_host_error *e, unsigned n)
 {
 	struct vmce_plan plan;
 	struct vmce_err err;
@@ -467,6 +468,9 @@ int main(int argc, char **argv)
 			     {"vmce_wrmsr", n_calls_wr, 1},
 			     {"vmce_inject", n_calls_inject, 4},
 			     {"vmce_plan_error", n_calls_plan, 4},
+			     /* per record: the function runs once for 10 * scale records */
+			     {"hold_direct", 10 * scale, 4},
+			     {"hold_held", 10 * scale, 4},
 			     {"vmce_save_alloc", n_calls_save, CG_STREAM_VCPUS},
 			     {"vmce_restore", n_calls_restore, CG_STREAM_VCPUS}};
 

@@ -77,7 +77,8 @@ struct vmce_vcpu {
 	 * vmce_vcpu_deliver() turns it into settle_until (CLOCK_MONOTONIC ns): no new #MC reaches
 	 * this vCPU before then, or before vmce_vcpu_guest_progress() says the guest ran past its
 	 * handler's return (it sets settle_until to 1, a time long past).  vmce_vcpu_pending()
-	 * reports both, so that the next delivery releases what waited. */
+	 * reports the hint and that 1, so that the next delivery releases what waited, but not
+	 * the wait itself (a kick then would stop the guest before it returns). */
 	_Atomic bool release_hint;
 	_Atomic uint64_t settle_until;
 	unsigned qhead;

@@ -43,9 +43,11 @@ bool vmce_vcpu_pending(const struct vmce_vcpu *cv)
 {
 	struct vmce_vcpu *v = (struct vmce_vcpu *)cv; /* atomics are read only */
 
+	/* Not while the vCPU settles (settle_until > 1): a kick would end its KVM_RUN before the
+	 * guest ran its handler's return, the one thing it waits for. */
 	return atomic_load_explicit(&v->qcount, memory_order_acquire) != 0 ||
 	       atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
-	       atomic_load_explicit(&v->settle_until, memory_order_acquire) != 0;
+	       atomic_load_explicit(&v->settle_until, memory_order_acquire) == 1;
 }
 
 static bool dequeue(struct vmce_vcpu *v, struct vmce_queued *q)

@@ -173,11 +173,12 @@ static void test_srao_at_mcip_is_held(void **state)
 	 * handler, nothing yet (settle time). */
 	vmce_vcpu_guest_progress(v); /* the WRMSR exit itself does not count */
 	assert_int_equal(vmce_vcpu_deliver(v, true, &d), 0);
-	assert_true(vmce_vcpu_pending(v));
+	assert_false(vmce_vcpu_pending(v)); /* settling: nothing to do, no kick wanted */
 	vmce_hold_status(vm, &hs);
 	assert_int_equal(hs.count, 1);
 	/* The guest ran and exited again: its handler has returned. */
 	vmce_vcpu_guest_progress(v);
+	assert_true(vmce_vcpu_pending(v));
 	assert_int_equal(deliver(v, true, &d), VMCE_ACTION_MC);
 	assert_int_equal(rd(v, VMCE_MSR_MCi_ADDR(1)), 0x123000);
 	vmce_hold_status(vm, &hs);

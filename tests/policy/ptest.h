@@ -83,6 +83,7 @@ static inline int sim_deliver(struct vmce_vcpu *v, bool cr4_mce, struct vmce_del
 		vmce_vcpu_guest_progress(v);
 		if (vmce_vcpu_deliver(v, cr4_mce, d))
 			return 1;
+		vmce_vcpu_guest_progress(v); /* and ran again after that delivery */
 		if (!vmce_vcpu_pending(v))
 			return 0;
 	}
