@@ -3,6 +3,8 @@
  * bench_lib: the library's own costs, without KVM.
  *  - vmce_rdmsr / vmce_wrmsr over a mixed sequence of the MSRs Linux touches;
  *  - vmce_inject of a planned memory error (4 vCPUs, broadcast), records drained in between;
+ *  - the held-record queue: a burst injected while vCPU 0 is in its handler (held), then
+ *    released and delivered, against the same burst injected and delivered directly;
  *  - vmce_plan_error (policy synthesis) over a mix of SRAO, SRAR, UCNA and corrected errors;
  *  - poisoned-page set insert and lookup (hit, miss) at 10^3 .. 10^6 pages;
  *  - state stream encode (vmce_save) and decode (vmce_restore) per vCPU.
@@ -225,7 +227,9 @@ static void drain(struct vmce_vm *vm)
 		struct vmce_delivery d;
 
 		while (vmce_vcpu_pending(v)) {
+			vmce_vcpu_guest_progress(v); /* the guest's handler has returned */
 			vmce_vcpu_deliver(v, true, &d);
+			vmce_vcpu_guest_progress(v);
 			vmce_wrmsr(v, VMCE_MSR_MCi_STATUS(1), 0);
 			vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0);
 		}
@@ -261,6 +265,91 @@ static double bench_inject(unsigned n)
 fail:
 	fprintf(stderr, "inject: %s\n", err.msg);
 	exit(1);
+}
+
+/*
+ * The held-record queue's cost per record: n SRAOs (4 vCPUs, broadcast) injected and delivered
+ * (a) directly, each drained before the next; (b) while vCPU 0 is still in its handler, so
+ * that all are held, then released and delivered one by one as the guest clears MCIP.  The
+ * same records are planned, queued, applied and logged in both; (b) adds holding, the
+ * "held" event, the release and the settle bookkeeping.  Returns ns per record for each.
+ */
+/* (a): n SRAOs injected and drained one by one. */
+static void __attribute__((noinline))
+hold_direct(struct vmce_vm *vm, struct vmce_host_error *e, unsigned n)
+{
+	struct vmce_plan plan;
+	struct vmce_err err;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (vmce_handle_error(vm, &e[i], &plan, &err) < 0) {
+			fprintf(stderr, "hold: %s\n", err.msg);
+			exit(1);
+		}
+		drain(vm);
+	}
+}
+
+/* (b): n SRAOs injected while vCPU 0 is in its handler, then released and drained. */
+static void __attribute__((noinline))
+hold_held(struct vmce_vm *vm, struct vmce_host_error *e, unsigned n)
+{
+	struct vmce_plan plan;
+	struct vmce_err err;
+
+	for (unsigned i = 0; i < n; i++)
+		if (vmce_handle_error(vm, &e[i], &plan, &err) < 0) {
+			fprintf(stderr, "hold: %s\n", err.msg);
+			exit(1);
+		}
+	vmce_wrmsr(vmce_vm_vcpu(vm, 0), VMCE_MSR_MCG_STATUS, 0);
+	/* The vCPUs take turns, as they would run side by side. */
+	for (bool busy = true; busy;) {
+		busy = false;
+		drain(vm);
+		for (unsigned i = 0; i < 4; i++)
+			busy |= vmce_vcpu_pending(vmce_vm_vcpu(vm, i));
+	}
+}
+
+/*
+ * The held-record queue's cost per record: n SRAOs (4 vCPUs, broadcast) injected and delivered
+ * (a) directly, each drained before the next; (b) while vCPU 0 is still in its handler, so
+ * that all are held, then released and delivered one by one as the guest clears MCIP.  The
+ * same records are planned, queued, applied and logged in both; (b) adds holding, the
+ * "held" event, the release and the settle bookkeeping.  ns per record for each.
+ */
+static void bench_hold(unsigned n, double *direct, double *held)
+{
+	struct vmce_vm *vm = make_vm(4, 1u << 20);
+	struct vmce_host_error *e = calloc(n, sizeof(*e));
+	struct vmce_hold_status hs;
+	struct vmce_err err;
+	double t0;
+
+	if (!e || vmce_hold_configure(vm, n, 0, &err)) {
+		fprintf(stderr, "hold: cannot set up\n");
+		exit(1);
+	}
+	for (unsigned i = 0; i < n; i++)
+		plan_error(vm, i * 4, &e[i]);
+	t0 = now_ns();
+	hold_direct(vm, e, n);
+	*direct = (now_ns() - t0) / n;
+	vmce_wrmsr(vmce_vm_vcpu(vm, 0), VMCE_MSR_MCG_STATUS, VMCE_MCG_STATUS_MCIP);
+	for (unsigned i = 0; i < n; i++)
+		plan_error(vm, (n + i) * 4, &e[i]);
+	t0 = now_ns();
+	hold_held(vm, e, n);
+	*held = (now_ns() - t0) / n;
+	vmce_hold_status(vm, &hs);
+	if (hs.count || hs.held != n || hs.released != n) {
+		fprintf(stderr, "hold: %u left, %llu held, %llu released\n", hs.count,
+			(unsigned long long)hs.held, (unsigned long long)hs.released);
+		exit(1);
+	}
+	free(e);
+	vmce_vm_destroy(vm);
 }
 
 static uint64_t page_of(uint64_t i)
@@ -345,7 +434,7 @@ int main(int argc, char **argv)
 	bool smoke = argc > 1 && !strcmp(argv[1], "--smoke");
 	bool cg = argc > 1 && !strcmp(argv[1], "--callgrind");
 	unsigned scale = smoke ? 1 : cg ? 10 : 100;
-	double rd, wr, inj, plan;
+	double rd, wr, inj, plan, hdirect = 0, hheld = 0;
 	double ins[4] = {0}, hit[4] = {0}, miss[4] = {0}, enc[3] = {0}, dec[3] = {0};
 	size_t len[3] = {0};
 	const unsigned psz[4] = {1000, 10000, 100000, 1000000};
@@ -356,6 +445,7 @@ int main(int argc, char **argv)
 	bench_msr(500 * scale, &rd, &wr);
 	plan = bench_plan(200 * scale);
 	inj = bench_inject(50 * scale);
+	bench_hold(10 * scale, &hdirect, &hheld);
 	for (unsigned i = 0; i < npsz; i++) { /* the median of 3 fresh sets (1 in short runs) */
 		double a[3], h[3], m[3];
 		unsigned k = smoke || cg ? 1 : 3;
@@ -378,6 +468,9 @@ int main(int argc, char **argv)
 			     {"vmce_wrmsr", n_calls_wr, 1},
 			     {"vmce_inject", n_calls_inject, 4},
 			     {"vmce_plan_error", n_calls_plan, 4},
+			     /* per record: the function runs once for 10 * scale records */
+			     {"hold_direct", 10 * scale, 4},
+			     {"hold_held", 10 * scale, 4},
 			     {"vmce_save_alloc", n_calls_save, CG_STREAM_VCPUS},
 			     {"vmce_restore", n_calls_restore, CG_STREAM_VCPUS}};
 
@@ -391,6 +484,8 @@ int main(int argc, char **argv)
 	result("vmce_wrmsr", "mixed", wr, n_calls_wr);
 	result("vmce_plan_error", "mixed srao/srar/ucna/ce, 4 vcpus", plan, 200.0 * scale);
 	result("vmce_inject", "srao broadcast, 4 vcpus", inj, 50.0 * scale);
+	result("srao_direct_record", "inject + deliver on 4 vcpus", hdirect, 10.0 * scale);
+	result("srao_held_record", "held, released, delivered on 4 vcpus", hheld, 10.0 * scale);
 	for (unsigned i = 0; i < npsz; i++) {
 		snprintf(p, sizeof(p), "%u pages", psz[i]);
 		result("poison_insert", p, ins[i], psz[i]);
@@ -410,6 +505,9 @@ int main(int argc, char **argv)
 	printf("| vmce_rdmsr | mixed | %.1f |\n| vmce_wrmsr | mixed | %.1f |\n", rd, wr);
 	printf("| vmce_plan_error | 4 kinds | %.1f |\n| vmce_inject | broadcast to 4 | %.1f |\n",
 	       plan, inj);
+	printf("| SRAO delivered directly / held first (per record, 4 vCPUs) | %u records | %.1f / "
+	       "%.1f |\n",
+	       10 * scale, hdirect, hheld);
 	for (unsigned i = 0; i < npsz; i++)
 		printf("| poison insert / hit / miss | %u pages | %.1f / %.1f / %.1f |\n", psz[i],
 		       ins[i], hit[i], miss[i]);

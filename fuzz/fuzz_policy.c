@@ -40,6 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (iso_map_build(&m, vm, ISO_HVA_BASE, fz_next, &f) ||
 	    iso_map_build(&om, other, ISO_OTHER_HVA, fz_next, &f))
 		FZ_FAIL("memory map refused");
+	/* Held records: a small bound sometimes, so that the input can reach it. */
+	if (b >> 7)
+		vmce_hold_configure(vm, 1 + (b & 3), 0, NULL);
 	if ((b >> 6) & 1)
 		for (unsigned c = 0; c < cfg.nr_vcpus; c++) {
 			vmce_wrmsr(vmce_vm_vcpu(vm, c), VMCE_MSR_MCi_CTL2(cfg.profile.report_bank),
@@ -52,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct vmce_plan plan;
 		struct vmce_err err = {{0}};
 		uint8_t sel = (uint8_t)fz_bytes(&f, 1);
+		uint8_t slow = (uint8_t)fz_bytes(&f, 1); /* vCPUs whose handler has not ended */
+		struct vmce_hold_status hs;
 		int rc;
 
 		vmce_host_error_init(&e);
@@ -102,10 +107,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct vmce_delivery d;
 			struct vmce_vcpu_state st;
 
-			while (vmce_vcpu_deliver(v, sel & 0x20, &d) == 1) {
+			while (sim_deliver(v, sel & 0x20, &d) == 1) {
 				vmce_vcpu_get_state(v, &st);
 				if (!iso_check_state(&m, &cfg.profile, &st, why, sizeof(why)))
 					FZ_FAIL("vcpu %u: %s", c, why);
+				if (d.action == VMCE_ACTION_MC && (slow >> c) & 1)
+					break; /* still in its handler: later records are held */
 				if (d.action == VMCE_ACTION_MC) {
 					vmce_wrmsr(v, VMCE_MSR_MCi_STATUS(cfg.profile.report_bank),
 						   0);
@@ -113,6 +120,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				}
 			}
 		}
+		vmce_hold_status(vm, &hs);
+		if (hs.count > hs.max_records || hs.released + hs.expired + hs.count > hs.held)
+			FZ_FAIL("held queue: %u of %u, %llu held, %llu released, %llu expired",
+				hs.count, hs.max_records, (unsigned long long)hs.held,
+				(unsigned long long)hs.released, (unsigned long long)hs.expired);
+		if (slow & 0x80)
+			vmce_hold_poll(vm);
+	}
+	/* Every handler ends: nothing stays held. */
+	for (unsigned round = 0; round < 64; round++)
+		for (unsigned c = 0; c < cfg.nr_vcpus; c++) {
+			struct vmce_vcpu *v = vmce_vm_vcpu(vm, c);
+			struct vmce_delivery d;
+
+			vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0);
+			while (sim_deliver(v, true, &d) == 1)
+				vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0);
+		}
+	{
+		struct vmce_hold_status hs;
+
+		vmce_hold_status(vm, &hs);
+		if (hs.count)
+			FZ_FAIL("%u record(s) still held after every handler ended", hs.count);
 	}
 	vmce_vm_destroy(vm);
 	vmce_vm_destroy(other);

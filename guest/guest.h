@@ -63,17 +63,20 @@ struct regs {
 
 /* Per-vCPU state.  Lives in a section that is not part of the image: every field is set by
  * cpu_early_init() before use. */
-#define DEFER_SIZE 2048
+#define DEFER_SIZE 16384 /* ~130 lines: a burst of machine checks outruns the console */
 struct percpu {
 	u32 id;
 	volatile u32 in_mce; /* inside the #MC handler: console lines are deferred */
 	u32 msr_busy;	     /* MSR index being accessed | MSR_BUSY_* (for #GP reports) */
 	u64 next_poll, next_alive;
-	u32 banks;		/* MCG_CAP.Count (at most 32) */
-	u32 cmci_owned;		/* banks claimed with CTL2.CMCI_EN */
-	bool lmce;		/* MCG_EXT_CTL.LMCE_EN set */
-	bool quiet;		/* the poller runs quietly (boot flag bit 1) */
-	volatile u32 defer_len; /* deferred console bytes */
+	u32 banks;	/* MCG_CAP.Count (at most 32) */
+	u32 cmci_owned; /* banks claimed with CTL2.CMCI_EN */
+	bool lmce;	/* MCG_EXT_CTL.LMCE_EN set */
+	bool quiet;	/* the poller runs quietly (boot flag bit 1) */
+	/* Console bytes kept back inside the #MC handler: a ring that the handler appends to
+	 * (tail) and the flush outside it drains (head), so that a machine check arriving while
+	 * the flush runs loses nothing. */
+	volatile u32 defer_head, defer_tail;
 	char defer[DEFER_SIZE];
 };
 #define MSR_BUSY_RD 0x80000000u

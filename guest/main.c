@@ -227,12 +227,13 @@ static void vfmt(struct out *o, const char *f, va_list ap)
 	}
 }
 
+/* One string I/O instruction: one exit to the VMM for the whole text, not one per byte. */
 static void con_write(const char *s, u32 n)
 {
-	for (u32 i = 0; i < n; i++) {
-		outb(PORT_CONSOLE, (u8)s[i]);
-		con_partial = s[i] != '\n';
-	}
+	if (!n)
+		return;
+	con_partial = s[n - 1] != '\n';
+	__asm__ volatile("rep outsb" : "+S"(s), "+c"(n) : "d"((u16)PORT_CONSOLE) : "memory");
 }
 
 static void con_lock_acquire(u32 cpu)
@@ -253,13 +254,32 @@ static void con_lock_release(void)
 	__atomic_store_n(&con_lock, 0, __ATOMIC_RELEASE);
 }
 
+static void defer_write(struct percpu *pc, u32 head, u32 tail)
+{
+	while (head != tail) {
+		u32 off = head % DEFER_SIZE, n = tail - head;
+
+		if (n > DEFER_SIZE - off)
+			n = DEFER_SIZE - off;
+		con_write(&pc->defer[off], n);
+		head += n;
+	}
+}
+
+/*
+ * Write the lines the #MC handler kept back.  Called outside the handler (from periodic(), the
+ * guest's equivalent of Linux's irq_work after the exception returned): a machine check may
+ * interrupt it and append more, which the next call writes.
+ */
 void con_flush_deferred(struct percpu *pc)
 {
-	if (!pc->defer_len || con_lock == pc->id + 1)
+	u32 tail = pc->defer_tail;
+
+	if (pc->defer_head == tail || con_lock == pc->id + 1)
 		return; /* nothing, or this vCPU was interrupted in the middle of a line */
 	con_lock_acquire(pc->id);
-	con_write(pc->defer, pc->defer_len);
-	pc->defer_len = 0;
+	defer_write(pc, pc->defer_head, tail);
+	__atomic_store_n(&pc->defer_head, tail, __ATOMIC_RELEASE);
 	con_lock_release();
 }
 
@@ -277,10 +297,12 @@ void con_printf(struct percpu *pc, const char *fmt, ...)
 	line[o.len++] = '\n';
 
 	if (pc->in_mce) {
-		if (pc->defer_len + o.len <= DEFER_SIZE) {
+		u32 tail = pc->defer_tail;
+
+		if (tail - pc->defer_head + o.len <= DEFER_SIZE) {
 			for (u32 i = 0; i < o.len; i++)
-				pc->defer[pc->defer_len + i] = line[i];
-			pc->defer_len += o.len;
+				pc->defer[(tail + i) % DEFER_SIZE] = line[i];
+			__atomic_store_n(&pc->defer_tail, tail + o.len, __ATOMIC_RELEASE);
 		}
 		return;
 	}
@@ -340,8 +362,7 @@ void guest_panic(struct percpu *pc, const char *prefix, const char *fmt, ...)
 	}
 	/* Lines the vCPUs kept back inside the #MC handler come first. */
 	for (u32 c = 0; c < g.nr_vcpus; c++)
-		if (percpu[c].defer_len)
-			con_write(percpu[c].defer, percpu[c].defer_len);
+		defer_write(&percpu[c], percpu[c].defer_head, percpu[c].defer_tail);
 	con_write(line, o.len);
 	guest_exit(EXIT_PANIC);
 	__builtin_unreachable();
@@ -401,6 +422,7 @@ static void periodic(struct percpu *pc)
 {
 	u64 now = rdtsc();
 
+	con_flush_deferred(pc);
 	if ((long)(now - pc->next_poll) >= 0) {
 		mce_poll(pc, false);
 		pc->next_poll = now + g.tsc_per_sec / 1000 * POLL_MS;
@@ -564,7 +586,7 @@ void guest_main(u64 cpu, const struct boot_info *bi)
 	pc->id = (u32)cpu;
 	pc->in_mce = 0;
 	pc->msr_busy = 0;
-	pc->defer_len = 0;
+	pc->defer_head = pc->defer_tail = 0;
 	pc->banks = 0;
 	pc->cmci_owned = 0;
 	pc->lmce = false;

@@ -694,7 +694,9 @@ void do_machine_check(struct percpu *pc, struct regs *r)
 		}
 	}
 
+	/* The console lines wait for periodic(), outside the handler (as Linux's printk from #MC
+	 * waits for irq_work): the handler must not take a lock once MCIP is clear, when another
+	 * machine check may come.  On the workload's vCPU that is its next kernel entry. */
 	mce_wr(pc, MSR_MCG_STATUS, 0);
 	pc->in_mce = 0;
-	con_flush_deferred(pc);
 }

@@ -26,7 +26,7 @@
 #define MAX_LINE	    8192
 #define OUT_LIMIT	    (1u << 20)
 #define REQ_RATE	    500.0
-#define INJ_RATE	    50.0
+#define INJ_RATE	    1000.0 /* requests per second, and the burst allowed */
 #define MAX_TEXT_RECORDS    16
 #define EVENTS_MAX	    4096
 #define FOLLOW_BATCH	    64
@@ -272,7 +272,7 @@ static int do_inject(struct control *c, struct req *r, struct sbuf *s)
 	struct vmce_host_error he[MAX_TEXT_RECORDS];
 	struct vmce_plan plans[MAX_TEXT_RECORDS];
 	uint64_t v, cpu = 0;
-	bool present, bcast, lmce;
+	bool present, bcast, lmce, in_handler;
 	int forms, nrec = 1;
 
 	if (get_str(r, "class", &cls_m) || get_str(r, "text", &text_m))
@@ -282,6 +282,12 @@ static int do_inject(struct control *c, struct req *r, struct sbuf *s)
 	if (forms != 1) {
 		snprintf(r->err, sizeof(r->err),
 			 "inject needs exactly one of \"class\", \"text\" or \"status\"");
+		return -1;
+	}
+	if (get_bool(r, "in_handler", false, &in_handler))
+		return -1;
+	if (in_handler && !text_m) {
+		snprintf(r->err, sizeof(r->err), "field \"in_handler\" needs \"text\"");
 		return -1;
 	}
 	if (text_m) {
@@ -313,6 +319,12 @@ static int do_inject(struct control *c, struct req *r, struct sbuf *s)
 			return -1;
 		}
 		nrec = n;
+		if (in_handler && (n != 2 || he[0].vcpu < 0)) {
+			snprintf(r->err, sizeof(r->err),
+				 "field \"in_handler\": the text needs exactly two records, the "
+				 "first with a CPU");
+			return -1;
+		}
 		for (int i = 0; i < n; i++)
 			if (he[i].vcpu >= (int)vm->nr_vcpus) {
 				snprintf(r->err, sizeof(r->err),
@@ -399,16 +411,71 @@ static int do_inject(struct control *c, struct req *r, struct sbuf *s)
 			return -1;
 		}
 	}
+	if (in_handler && atomic_load(&vm->vcpu[he[0].vcpu].armed)) {
+		snprintf(r->err, sizeof(r->err),
+			 "field \"in_handler\": vCPU %d already has an armed error", he[0].vcpu);
+		return -1;
+	}
 	SBUF_LIT(s, "{\"ok\":true");
 	put_id(s, r->id);
 	SBUF_LIT(s, ",\"results\":[");
-	for (int i = 0; i < nrec; i++)
-		inject_one(c, &plans[i], s, i == 0);
+	if (in_handler) {
+		/* The second record is injected by the first one's vCPU while its handler runs
+		 * (the guest consumed poison inside its #MC handler: vcpu.c, armed_inject()). */
+		struct vmm_vcpu *t = &vm->vcpu[he[0].vcpu];
+
+		t->armed_error = he[1];
+		atomic_store(&t->armed, 1);
+		inject_one(c, &plans[0], s, true);
+		SBUF_LIT(s, ",{\"verdict\":\"armed\",\"class\":");
+		sbuf_json_str(s, vmce_class_name(plans[1].cls));
+		sbuf_printf(s,
+			    ",\"cpu\":%d,\"reason\":\"injected by vCPU %d inside its "
+			    "#MC handler\"}",
+			    he[0].vcpu, he[0].vcpu);
+	} else {
+		for (int i = 0; i < nrec; i++)
+			inject_one(c, &plans[i], s, i == 0);
+	}
 	sbuf_printf(s, "],\"last_seq\":%" PRIu64 "}\n", vmce_events_last_seq(vm->vmce));
 	return 0;
 }
 
 /* ---- status --------------------------------------------------------------------------------- */
+
+/* Records waiting for MCG_STATUS.MCIP to clear (policy.h, "Held records"): the bounds, the
+ * totals and the oldest HELD_LIST of them. */
+#define HELD_LIST 32
+
+static void put_held(struct sbuf *s, struct vmce_vm *vmce)
+{
+	struct vmce_held_info h[HELD_LIST];
+	struct vmce_hold_status hs;
+	size_t n;
+
+	vmce_hold_status(vmce, &hs);
+	n = vmce_hold_list(vmce, h, HELD_LIST);
+	sbuf_printf(s,
+		    ",\"held\":{\"count\":%u,\"max\":%u,\"timeout_ms\":%u,\"stalled_ms\":%" PRIu64
+		    ",\"held\":%" PRIu64 ",\"released\":%" PRIu64 ",\"overflowed\":%" PRIu64
+		    ",\"expired\":%" PRIu64 ",\"records\":[",
+		    hs.count, hs.max_records, hs.timeout_ms, hs.stalled_ns / 1000000, hs.held,
+		    hs.released, hs.overflowed, hs.expired);
+	for (size_t i = 0; i < n && i < HELD_LIST; i++) {
+		sbuf_printf(s,
+			    "%s{\"seq\":%" PRIu64 ",\"class\":\"%s\",\"vcpu\":%u,"
+			    "\"broadcast\":%s,\"gpa\":",
+			    i ? "," : "", h[i].event_seq, vmce_class_name(h[i].cls), h[i].target,
+			    h[i].broadcast ? "true" : "false");
+		if (h[i].has_gpa)
+			sbuf_printf(s, "\"0x%" PRIx64 "\"", h[i].gpa);
+		else
+			SBUF_LIT(s, "null");
+		sbuf_printf(s, ",\"age_ms\":%" PRIu64 ",\"waiting_for\":%d}", h[i].age_ns / 1000000,
+			    h[i].waiting_for);
+	}
+	sbuf_printf(s, "],\"truncated\":%s}", n > HELD_LIST ? "true" : "false");
+}
 
 static int do_status(struct control *c, struct req *r, struct sbuf *s)
 {
@@ -470,6 +537,7 @@ static int do_status(struct control *c, struct req *r, struct sbuf *s)
 		    "},\"forwarded\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"fatal\":%" PRIu64
 		    ",\"delivered\":%" PRIu64 ",\"masked\":%" PRIu64 ",\"refused\":%" PRIu64 "}",
 		    cnt.forwarded, cnt.dropped, cnt.fatal, cnt.delivered, cnt.masked, cnt.refused);
+	put_held(s, vm->vmce);
 	if (stopped) {
 		pthread_mutex_lock(&vm->lock);
 		sbuf_printf(s, ",\"exit\":{\"status\":%d,\"reason\":", vm->exit_status);

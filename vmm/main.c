@@ -37,6 +37,10 @@ static void usage(FILE *f)
 		"  --timeout SECONDS    stop the guest after that long (exit status 6)\n"
 		"  --hybrid             let KVM's in-kernel MCA serve the hot path\n"
 		"  --fatal POLICY       errors fatal to the guest: shutdown (default) or log-only\n"
+		"  --hold-max N         action-optional errors held while the guest handles a\n"
+		"                       machine check (MCIP set), at most N (default 1024)\n"
+		"  --hold-timeout MS    drop held errors when none could be delivered for MS\n"
+		"                       milliseconds (hung handler; default 5000)\n"
 		"  --incoming ADDR      wait for a migrated guest on ADDR (a UNIX socket path or\n"
 		"                       a loopback HOST:PORT) instead of booting one; --profile\n"
 		"                       is then what this host can back\n"
@@ -173,6 +177,8 @@ int main(int argc, char **argv)
 		{"hybrid", no_argument, NULL, 'H'},
 		{"fatal", required_argument, NULL, 'F'},
 		{"incoming", required_argument, NULL, 'I'},
+		{"hold-max", required_argument, NULL, 'x'},
+		{"hold-timeout", required_argument, NULL, 'y'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -275,6 +281,25 @@ int main(int argc, char **argv)
 		case 'I':
 			vm->incoming = optarg;
 			break;
+		case 'x':
+		case 'y': {
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || n < 1 ||
+			    n > (opt == 'x' ? VMCE_HOLD_MAX_RECORDS : 3600000u)) {
+				fprintf(stderr, "vmce-vm: --%s %s: expected 1 to %u\n",
+					opt == 'x' ? "hold-max" : "hold-timeout", optarg,
+					opt == 'x' ? VMCE_HOLD_MAX_RECORDS : 3600000u);
+				return VMM_EXIT_USAGE;
+			}
+			if (opt == 'x')
+				vm->hold_max = (unsigned)n;
+			else
+				vm->hold_timeout_ms = (unsigned)n;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -338,14 +363,21 @@ int main(int argc, char **argv)
 		uint64_t deadline =
 			vm->timeout > 0 ? vm->start_ns + (uint64_t)(vm->timeout * 1e9) : UINT64_MAX;
 
+		unsigned held = 0;
+
 		while (!atomic_load(&vm->stopped)) {
-			struct timespec ts = {0, 100 * 1000 * 1000};
+			/* 1 ms while errors are held (their vCPUs may not exit on their own once
+			 * they settled), else 100 ms. */
+			struct timespec ts = {0, held ? 1000 * 1000 : 100 * 1000 * 1000};
 			uint64_t lost = 0;
 			int sig = sigtimedwait(&sigs, NULL, &ts);
 
 			/* Host memory errors reported as BUS_MCEERR_AO land in vmce's ring; vCPU
 			 * threads process it before each entry, but halted vCPUs may not run. */
 			vmce_kvm_sigbus_process(vm->kvm, &lost);
+			/* Held records: release what the vCPUs left, apply the hung-handler
+			 * timeout. */
+			held = vmce_hold_poll(vm->vmce);
 			if (lost)
 				fprintf(stderr,
 					"vmce-vm: %" PRIu64 " host memory-error signal(s) lost "

@@ -259,6 +259,11 @@ int vmm_setup(struct vmm *vm)
 		fprintf(stderr, "vmce-vm: vmce: %s\n", err.msg);
 		return -1;
 	}
+	if ((vm->hold_max || vm->hold_timeout_ms) &&
+	    vmce_hold_configure(vm->vmce, vm->hold_max, vm->hold_timeout_ms, &err)) {
+		fprintf(stderr, "vmce-vm: vmce: %s\n", err.msg);
+		return -1;
+	}
 	if (vmce_memmap_add(vm->vmce, 0, vm->mem_size, (uintptr_t)vm->mem, VMCE_NO_HPA, &err)) {
 		fprintf(stderr, "vmce-vm: vmce memory map: %s\n", err.msg);
 		return -1;
@@ -443,6 +448,28 @@ static void handle_io(struct vmm_vcpu *c)
 }
 
 /*
+ * The guest touched poison inside its #MC handler (control "in_handler"): the armed error is
+ * injected from this vCPU's thread at an MCA MSR exit that finds MCIP set, as a SIGBUS AR
+ * would arrive while the handler runs.
+ */
+static void armed_inject(struct vmm_vcpu *c)
+{
+	struct vmce_vcpu_state st;
+	struct vmce_err err;
+
+	if (!atomic_load(&c->armed))
+		return;
+	if (c->run->exit_reason != KVM_EXIT_X86_RDMSR && c->run->exit_reason != KVM_EXIT_X86_WRMSR)
+		return;
+	vmce_vcpu_get_state(vmce_vm_vcpu(c->vm->vmce, c->index), &st);
+	if (!(st.mcg_status & VMCE_MCG_STATUS_MCIP))
+		return;
+	atomic_store(&c->armed, 0);
+	if (vmce_kvm_inject(c->vm->kvm, &c->armed_error, NULL, &err) < 0)
+		fprintf(stderr, "vmce-vm: vCPU %u: in-handler injection: %s\n", c->index, err.msg);
+}
+
+/*
  * An MMIO exit inside guest RAM: the page is not in any memory slot because it is poisoned (a
  * migrated guest, see migrate.c).  The guest consumed poison: an action-required error for this
  * vCPU through the policy, like a host SIGBUS BUS_MCEERR_AR.  Returns true when handled that way.
@@ -523,8 +550,10 @@ static void *vcpu_thread(void *arg)
 				 strerror(errno));
 			break;
 		}
-		if (vmce_kvm_handle_exit(c->kv) == VMCE_KVM_EXIT_HANDLED)
+		if (vmce_kvm_handle_exit(c->kv) == VMCE_KVM_EXIT_HANDLED) {
+			armed_inject(c);
 			continue;
+		}
 		switch (c->run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(c);

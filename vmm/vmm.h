@@ -43,6 +43,10 @@ struct vmm_vcpu {
 	struct vmce_kvm_vcpu *kv;
 	char line[VMM_CONSOLE_LINE];
 	size_t line_len;
+	/* An error to inject from this vCPU's thread at its first MCA MSR exit with MCIP set,
+	 * i.e. while the guest's #MC handler runs (control "in_handler"): 0 none, 1 armed. */
+	atomic_int armed;
+	struct vmce_host_error armed_error;
 };
 
 struct vmm {
@@ -59,6 +63,7 @@ struct vmm {
 	double timeout;
 	bool hybrid;
 	enum vmce_fatal_policy fatal;
+	unsigned hold_max, hold_timeout_ms; /* 0: vmce's defaults */
 
 	/* KVM. */
 	int kvm_fd, vm_fd;

@@ -59,7 +59,11 @@
  * returns with EINTR and applies the record in its next vmce_kvm_pre_run().
  * vmce_kvm_pre_run() clears immediate_exit before it looks at the queue; a VMM that uses
  * immediate_exit for its own kicks checks its own stop flags after vmce_kvm_pre_run(), just
- * before KVM_RUN, so that none of its kicks is lost.
+ * before KVM_RUN, so that none of its kicks is lost.  Records held until the guest clears
+ * MCG_STATUS.MCIP (policy.h, "Held records") are released by the vCPU thread whose WRMSR cleared
+ * it; the backend registers itself as the VM's kick callback (vmce_set_kick_callback()) so that
+ * the other vCPUs they reach are kicked the same way.  A VMM calls vmce_hold_poll() every
+ * 100 ms or so, for the hung-handler timeout.
  *
  * CMCI: in user-space mode the backend still gives KVM_X86_SETUP_MCE the bank count and CMCI_P
  * when the profile has CMCI and KVM offers it (Intel hosts): only then does KVM's LAPIC keep

@@ -130,7 +130,8 @@ VMCE_API bool vmce_plan_vcpu(const struct vmce_plan *plan, unsigned index,
  * "forwarded" event; DROP and FATAL plans are only logged (FATAL with VMCE_FATAL_SHUTDOWN also
  * queues a shutdown on the target vCPU).  Returns 0, or a negative errno: -ESRCH when a target
  * vCPU is not started, -ENOSPC when the poisoned-page set is full, -EBUSY when a vCPU's queue
- * is full; err says which.  The caller then kicks the vCPUs that vmce_vcpu_pending() reports.
+ * is full, -ENOBUFS when the held-record queue is full (see "Held records" below); err says
+ * which.  The caller then kicks the vCPUs that vmce_vcpu_pending() reports.
  */
 VMCE_API int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_err *err);
 
@@ -168,6 +169,7 @@ enum vmce_event_kind {
 	VMCE_EVENT_MASKED = 4,	  /* a vCPU loaded a record without signalling (bank disabled) */
 	VMCE_EVENT_REFUSED = 5,	  /* the injection was refused (vCPU not started, set full...) */
 	VMCE_EVENT_MIGRATION = 6, /* migration interlock notes */
+	VMCE_EVENT_HELD = 7,	  /* a record waits for MCG_STATUS.MCIP to clear (see below) */
 };
 
 /* One entry of the VM's event log. */
@@ -206,6 +208,91 @@ VMCE_API void vmce_get_counters(struct vmce_vm *vm, struct vmce_counters *out);
 VMCE_API const char *vmce_event_kind_name(enum vmce_event_kind k);
 /* One JSON object, no newline.  Returns the length needed, like snprintf. */
 VMCE_API int vmce_event_format_json(const struct vmce_event *ev, char *buf, size_t len);
+
+/* ---- Held records: errors that wait for the guest's machine-check handler ----------------- */
+
+/*
+ * An action-optional error (class SRAO, signalled with #MC) whose delivery would find
+ * MCG_STATUS.MCIP set on a vCPU it is to reach (the target, and every started vCPU of a
+ * broadcast) -- or a machine check still queued there -- is not delivered (which would shut
+ * the guest down) nor dropped: vmce_inject() logs it as "held" and keeps the whole plan in a
+ * per-VM FIFO.  Held plans are queued on their vCPUs in arrival order, one at a time, once
+ * MCIP is clear on every vCPU the plan reaches; the release is logged as "forwarded", then each
+ * vCPU's "delivered" follows as usual.  A new SRAO waits behind held ones even when its own
+ * vCPUs are idle, so that order is kept.
+ *
+ * SRAR (class SRAR): on a target vCPU with MCIP set it stays fatal (the guest consumed poison
+ * inside its machine-check handler; the fatal event says so).  On a target with MCIP clear
+ * while another vCPU the plan reaches is busy, the SRAR is held too, ahead of every held SRAO,
+ * and released as soon as those vCPUs clear MCIP: a broadcast must find every vCPU outside its
+ * handler (Linux's rendezvous needs all of them; a bystander with MCIP set would be a
+ * shutdown).  A second SRAR for the same vCPU and page while one is held is not held twice.
+ * UCNA, corrected errors and AMD Deferred errors are never held (no #MC).
+ *
+ * Bounds: at most max_records plans are held (default VMCE_HOLD_DEFAULT_MAX).  One more is
+ * refused (event "refused", -ENOBUFS): its page is still added to the poisoned-page set, and
+ * the host keeps the page poisoned, so a later guest access raises an SRAR.  When no held plan
+ * could be released for timeout_ms (default VMCE_HOLD_DEFAULT_TIMEOUT_MS) -- the guest never
+ * clears MCIP, its handler hangs -- every held SRAO is dropped (event "dropped", pages stay
+ * poisoned) and every held SRAR becomes fatal (the VM's fatal policy applies).  The timeout is
+ * checked whenever vmce is entered (injection, delivery) and by vmce_hold_poll(), which a VMM
+ * calls periodically (e.g. every 100 ms).
+ *
+ * The held plans travel in the migration stream (optional section "held").
+ */
+#define VMCE_HOLD_DEFAULT_MAX 1024u
+/*
+ * A vCPU whose guest cleared MCIP takes no new #MC until it has left its handler: the return
+ * from the exception after the WRMSR that cleared MCIP must not be cut by the next machine
+ * check, which would reuse the handler's stack (Linux and the built-in guest run #MC on an IST
+ * stack).  vmce cannot see the IRET; it waits until the VMM reports an exit the guest caused
+ * after the clear (vmce_vcpu_guest_progress(); the KVM backend does it), or at most this long.
+ */
+#define VMCE_HOLD_SETTLE_MAX_US	     50000u
+#define VMCE_HOLD_MAX_RECORDS	     65536u
+#define VMCE_HOLD_DEFAULT_TIMEOUT_MS 5000u
+
+/* Change the bounds: max_records 1..VMCE_HOLD_MAX_RECORDS (0: the default), not below the
+ * number held now; timeout_ms 1..3600000 (0: the default).  Any thread.  Returns 0, -EINVAL,
+ * -EBUSY or -ENOMEM with err naming the reason. */
+VMCE_API int vmce_hold_configure(struct vmce_vm *vm, unsigned max_records, unsigned timeout_ms,
+				 struct vmce_err *err);
+
+struct vmce_hold_status {
+	unsigned count;	      /* plans held now */
+	unsigned max_records; /* the bound */
+	unsigned timeout_ms;
+	uint64_t stalled_ns; /* how long nothing could be released (0 when nothing is held) */
+	uint64_t held, released, overflowed, expired; /* totals since the VM was created */
+};
+
+/* One held plan, oldest first. */
+struct vmce_held_info {
+	uint64_t event_seq; /* its "held" event */
+	enum vmce_class cls;
+	unsigned target;
+	bool broadcast;
+	bool has_gpa;
+	uint64_t gpa;
+	uint64_t age_ns;
+	int waiting_for; /* a vCPU the plan reaches that is still busy, or -1 */
+};
+
+VMCE_API void vmce_hold_status(struct vmce_vm *vm, struct vmce_hold_status *out);
+/* Copy up to max held plans (in release order); returns how many are held. */
+VMCE_API size_t vmce_hold_list(struct vmce_vm *vm, struct vmce_held_info *out, size_t max);
+/* Release what can be released and apply the timeout (any thread).  Returns the number of
+ * plans still held. */
+VMCE_API unsigned vmce_hold_poll(struct vmce_vm *vm);
+
+/*
+ * Called when held records were queued on vCPU `vcpu` by a thread other than an injection
+ * caller's (a vCPU thread's vmce_vcpu_deliver(), or vmce_hold_poll()): the VMM must make that
+ * vCPU call vmce_vcpu_deliver() soon (kick it out of KVM_RUN).  Called without vmce's locks
+ * held.  The KVM backend sets it (kvm.h); a VMM with its own vCPU loop sets its own.
+ */
+typedef void (*vmce_kick_fn)(unsigned vcpu, void *opaque);
+VMCE_API void vmce_set_kick_callback(struct vmce_vm *vm, vmce_kick_fn fn, void *opaque);
 
 /* ---- mce-inject text ---------------------------------------------------------------------- */
 

@@ -361,6 +361,16 @@ VMCE_API bool vmce_vcpu_pending(const struct vmce_vcpu *vcpu);
 VMCE_API int vmce_vcpu_deliver(struct vmce_vcpu *vcpu, bool guest_cr4_mce,
 			       struct vmce_delivery *out);
 
+/*
+ * The guest of this vCPU ran and exited for a reason of its own (I/O, MMIO, an MSR access,
+ * HLT...; not a kick or a signal) since the VMM last called vmce_vcpu_deliver() (vCPU thread;
+ * no lock, no allocation).  After the guest cleared MCG_STATUS.MCIP this says its machine-check
+ * handler has returned, so records held for this vCPU may go (policy.h, "Held records");
+ * without it they wait VMCE_HOLD_SETTLE_MAX_US.  The KVM backend calls it in
+ * vmce_kvm_pre_run().
+ */
+VMCE_API void vmce_vcpu_guest_progress(struct vmce_vcpu *vcpu);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,14 +24,30 @@ int vmce__vcpu_enqueue(struct vmce_vcpu *v, const struct vmce_queued *q)
 		return -EBUSY;
 	}
 	v->queue[(v->qhead + n) % VMCE_VCPU_QUEUE_LEN] = *q;
+	if (q->rec.signal == VMCE_SIGNAL_MC && !q->shutdown)
+		atomic_fetch_add_explicit(&v->qmc, 1, memory_order_relaxed);
 	atomic_store_explicit(&v->qcount, n + 1, memory_order_release);
 	pthread_mutex_unlock(&v->qlock);
 	return 0;
 }
 
-bool vmce_vcpu_pending(const struct vmce_vcpu *v)
+void vmce_vcpu_guest_progress(struct vmce_vcpu *v)
 {
-	return atomic_load_explicit(&((struct vmce_vcpu *)v)->qcount, memory_order_acquire) != 0;
+	/* Not the exit of the clearing WRMSR itself: that one still has the hint set. */
+	if (!atomic_load_explicit(&v->release_hint, memory_order_relaxed) &&
+	    atomic_load_explicit(&v->settle_until, memory_order_relaxed) > 1)
+		atomic_store_explicit(&v->settle_until, 1, memory_order_release);
+}
+
+bool vmce_vcpu_pending(const struct vmce_vcpu *cv)
+{
+	struct vmce_vcpu *v = (struct vmce_vcpu *)cv; /* atomics are read only */
+
+	/* Not while the vCPU settles (settle_until > 1): a kick would end its KVM_RUN before the
+	 * guest ran its handler's return, the one thing it waits for. */
+	return atomic_load_explicit(&v->qcount, memory_order_acquire) != 0 ||
+	       atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
+	       atomic_load_explicit(&v->settle_until, memory_order_acquire) == 1;
 }
 
 static bool dequeue(struct vmce_vcpu *v, struct vmce_queued *q)
@@ -48,6 +64,8 @@ static bool dequeue(struct vmce_vcpu *v, struct vmce_queued *q)
 	}
 	*q = v->queue[v->qhead];
 	v->qhead = (v->qhead + 1) % VMCE_VCPU_QUEUE_LEN;
+	if (q->rec.signal == VMCE_SIGNAL_MC && !q->shutdown)
+		atomic_fetch_sub_explicit(&v->qmc, 1, memory_order_relaxed);
 	atomic_store_explicit(&v->qcount, n - 1, memory_order_release);
 	pthread_mutex_unlock(&v->qlock);
 	return true;
@@ -98,6 +116,23 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 	bool masked = false, has_bank;
 	uint64_t seq;
 
+	/*
+	 * The guest cleared MCIP since the last call: no #MC for this vCPU during its settle
+	 * time.  Then held records (hold.c): what is released for this vCPU is applied below.
+	 */
+	if (atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
+	    atomic_load_explicit(&v->settle_until, memory_order_relaxed)) {
+		uint64_t now = vmce__now_ns();
+
+		if (atomic_exchange_explicit(&v->release_hint, false, memory_order_acq_rel))
+			atomic_store_explicit(&v->settle_until, now + VMCE_SETTLE_NS,
+					      memory_order_release);
+		else if (now >= atomic_load_explicit(&v->settle_until, memory_order_relaxed))
+			atomic_store_explicit(&v->settle_until, 0, memory_order_release);
+	}
+	if (atomic_load_explicit(&vm->hold.count, memory_order_acquire))
+		vmce__hold_release(vm);
+again:
 	if (!dequeue(v, &q)) {
 		if (out) {
 			out->action = VMCE_ACTION_NONE;
@@ -119,8 +154,28 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 	}
 	if (rec->signal == VMCE_SIGNAL_MC && !masked) {
 		const char *why = NULL;
+		bool mcip = LD(v->mcg_status) & VMCE_MCG_STATUS_MCIP;
 
-		if (LD(v->mcg_status) & VMCE_MCG_STATUS_MCIP)
+		/* An action-optional record never shuts the guest down: it waits (hold.c). */
+		if (mcip && q.cls == VMCE_CLASS_SRAO) {
+			if (vmce__hold_requeue(v, &q) == 0)
+				goto again;
+			snprintf(reason, sizeof(reason),
+				 "vcpu %u: MCG_STATUS.MCIP is set and the held-record queue is "
+				 "full: srao dropped; the page stays poisoned, a guest access "
+				 "raises SRAR",
+				 v->index);
+			vmce__log_followup(vm, VMCE_EVENT_DROPPED, q.cls, (int)v->index, q.has_gpa,
+					   q.gpa, rec, reason);
+			goto again;
+		}
+		if (mcip && q.cls == VMCE_CLASS_SRAR && rec->bank >= 0)
+			why = "SRAR while MCG_STATUS.MCIP is set: the guest consumed poisoned "
+			      "memory inside its machine-check handler: shutdown";
+		else if (mcip && q.cls == VMCE_CLASS_SRAR)
+			why = "SRAR broadcast while MCG_STATUS.MCIP is set on this vCPU (still in "
+			      "its machine-check handler): shutdown";
+		else if (mcip)
 			why = "machine check while MCG_STATUS.MCIP is set (the guest is still "
 			      "handling the previous one): shutdown";
 		else if (!guest_cr4_mce)

@@ -84,6 +84,19 @@ static inline void set_reg(struct vmce_vcpu *v, _Atomic uint64_t *reg, uint64_t 
 	vmce__write_end(v);
 }
 
+/*
+ * MCG_STATUS: when a write clears MCIP, the vCPU's next vmce_vcpu_deliver() starts its settle
+ * time and then releases what waits for it (src/policy/hold.c).  One relaxed store, no lock.
+ */
+static inline void set_mcg_status(struct vmce_vcpu *v, uint64_t value)
+{
+	uint64_t old = LD(v->mcg_status);
+
+	set_reg(v, &v->mcg_status, value);
+	if ((old & VMCE_MCG_STATUS_MCIP) && !(value & VMCE_MCG_STATUS_MCIP))
+		atomic_store_explicit(&v->release_hint, true, memory_order_release);
+}
+
 /* Shared by guest and host reads: host reads follow the guest's rules. */
 static enum vmce_msr_result do_rdmsr(struct vmce_vcpu *v, uint32_t index, uint64_t *value)
 {
@@ -162,7 +175,7 @@ enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t va
 	case VMCE_MSR_MCG_STATUS:
 		if (value & ~MCG_STATUS_WRITABLE)
 			return VMCE_MSR_GP;
-		set_reg(v, &v->mcg_status, value);
+		set_mcg_status(v, value);
 		return VMCE_MSR_OK;
 	case VMCE_MSR_MCG_CAP:
 		return VMCE_MSR_GP;
@@ -206,7 +219,7 @@ enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64
 	case VMCE_MSR_MCG_CAP:
 		return value == v->vm->mcg_cap ? VMCE_MSR_OK : VMCE_MSR_GP;
 	case VMCE_MSR_MCG_STATUS:
-		set_reg(v, &v->mcg_status, value);
+		set_mcg_status(v, value);
 		return VMCE_MSR_OK;
 	case VMCE_MSR_MCG_CTL:
 		if (!(p->caps & VMCE_CAP_CTL))

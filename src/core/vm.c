@@ -59,11 +59,18 @@ int vmce_vm_create(const struct vmce_vm_config *cfg, struct vmce_vm **out, struc
 		atomic_init(&v->started, true);
 		vmce_vcpu_reset(v);
 	}
-	rc = vmce__policy_init(vm, err);
+	rc = vmce__hold_init(vm, err);
+	if (rc == 0) {
+		rc = vmce__policy_init(vm, err);
+		if (rc)
+			vmce__hold_fini(vm);
+	}
 	if (rc == 0) {
 		rc = vmce__migrate_init(vm, err);
-		if (rc)
+		if (rc) {
 			vmce__policy_fini(vm);
+			vmce__hold_fini(vm);
+		}
 	}
 	if (rc) {
 		for (unsigned i = 0; i < vm->nr_vcpus; i++)
@@ -83,6 +90,7 @@ void vmce_vm_destroy(struct vmce_vm *vm)
 		return;
 	vmce__migrate_fini(vm);
 	vmce__policy_fini(vm);
+	vmce__hold_fini(vm);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		pthread_mutex_destroy(&vm->vcpus[i].qlock);
 	pthread_mutex_destroy(&vm->inject_lock);

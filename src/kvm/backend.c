@@ -44,6 +44,11 @@ static int setup_kick_signal(int sig, struct vmce_err *err)
 	return 0;
 }
 
+static void kick_cb(unsigned vcpu, void *opaque)
+{
+	vmce_kvm_kick(opaque, vcpu);
+}
+
 int vmce_kvm_create(struct vmce_vm *vm, const struct vmce_kvm_config *cfg, struct vmce_kvm **out,
 		    struct vmce_err *err)
 {
@@ -111,6 +116,9 @@ int vmce_kvm_create(struct vmce_vm *vm, const struct vmce_kvm_config *cfg, struc
 	if (rc)
 		goto fail;
 	vmce__kvm_sigbus_register(k);
+	/* Records held until MCIP clears are released by whichever thread sees it clear: the
+	 * other vCPUs they reach are kicked like after an injection. */
+	vmce_set_kick_callback(vm, kick_cb, k);
 	*out = k;
 	return 0;
 fail:
@@ -122,6 +130,7 @@ void vmce_kvm_destroy(struct vmce_kvm *k)
 {
 	if (!k)
 		return;
+	vmce_set_kick_callback(k->vm, NULL, NULL);
 	vmce__kvm_sigbus_unregister(k);
 	for (unsigned i = 0; i < k->vm->nr_vcpus; i++)
 		free(k->kvs[i]);

@@ -103,6 +103,15 @@ int vmce_kvm_pre_run(struct vmce_kvm_vcpu *kv, struct vmce_kvm_status *st, struc
 	/* Clear the kick before looking at the queue: an injector queues first, then kicks. */
 	__atomic_store_n(&kv->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 	atomic_thread_fence(memory_order_seq_cst);
+	/*
+	 * The guest ran and exited on its own (not a kick): a handler that cleared MCIP before
+	 * this KVM_RUN has returned, the next #MC may come (policy.h, "Held records").  A KVM_RUN
+	 * that returns at once for immediate_exit leaves exit_reason as it was, so it is set to
+	 * KVM_EXIT_INTR here, before the next KVM_RUN; a real exit overwrites it.
+	 */
+	if (kv->run->exit_reason != KVM_EXIT_INTR && kv->run->exit_reason != KVM_EXIT_UNKNOWN)
+		vmce_vcpu_guest_progress(kv->v);
+	kv->run->exit_reason = KVM_EXIT_INTR;
 	vmce__kvm_sigbus_poll(kv);
 
 	if (kv->mc_due) {

@@ -16,6 +16,7 @@ enum {
 	VMCE_SEC_VCPUS = 2,
 	VMCE_SEC_POISON = 3,
 	VMCE_SEC_PENDING = 4,
+	VMCE_SEC_HELD = 5,    /* optional: records held until MCIP clears (written when any) */
 	VMCE_SEC_WRITER = 16, /* optional: who wrote the stream */
 };
 
@@ -32,6 +33,8 @@ enum {
 #define VMCE_BANK_LEN		 40u
 #define VMCE_PENDING_FIXED_LEN	 60u
 #define VMCE_WRITER_PAYLOAD_LEN	 16u
+#define VMCE_HELD_FIXED_LEN	 112u
+#define VMCE_HELD_REC_LEN	 40u
 #define VMCE_REASON_MAX		 159u
 
 /* vCPU record flags. */
@@ -40,6 +43,10 @@ enum {
 /* Pending record flags. */
 #define VMCE_PEND_F_HAS_GPA  0x1u
 #define VMCE_PEND_F_SHUTDOWN 0x2u
+/* Held record flags. */
+#define VMCE_HELD_F_HAS_GPA   0x1u
+#define VMCE_HELD_F_BROADCAST 0x2u
+#define VMCE_HELD_F_LMCE      0x4u
 
 struct vmce_mig_vcpu {
 	struct vmce_vcpu_state st;
@@ -51,6 +58,11 @@ struct vmce_mig_pending {
 	struct vmce_queued q;
 };
 
+struct vmce_mig_held {
+	struct vmce_plan plan; /* verdict FORWARD, nr_vcpus of the image */
+	uint64_t event_seq;    /* the source's "held" event */
+};
+
 /* A whole decoded (or snapshotted) VM state. */
 struct vmce_mig_image {
 	struct vmce_profile profile;
@@ -60,6 +72,8 @@ struct vmce_mig_image {
 	uint64_t *poison; /* page addresses, ascending */
 	size_t nr_pending;
 	struct vmce_mig_pending *pending; /* per vCPU in queue order */
+	size_t nr_held;
+	struct vmce_mig_held *held; /* release order (section 'held'; none in older streams) */
 	bool has_writer;
 	unsigned writer_major, writer_minor;
 	uint64_t source_last_seq;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "migrate/migrate_internal.h"
 #include "policy/policy_internal.h"
@@ -104,6 +105,24 @@ int vmce__mig_snapshot(struct vmce_vm *vm, struct vmce_mig_image *img, struct vm
 			img->pending[img->nr_pending].vcpu = i;
 			img->pending[img->nr_pending++].q = q[k];
 		}
+	}
+	/* Held records (the caller holds inject_lock, which guards them). */
+	{
+		struct vmce_hold *h = &vm->hold;
+		unsigned nh = atomic_load(&h->count);
+		if (nh) {
+			img->held = calloc(nh, sizeof(*img->held));
+			if (!img->held)
+				goto nomem;
+		}
+		for (unsigned i = 0; i < nh; i++) {
+			const struct vmce_held *e = &h->ring[(h->head + i) % h->cap];
+
+			img->held[i].plan = e->plan;
+			img->held[i].plan.verdict = VMCE_VERDICT_FORWARD;
+			img->held[i].event_seq = e->event_seq;
+		}
+		img->nr_held = nh;
 	}
 	rc = vmce__poison_copy(&vm->pol->poison, VMCE_STREAM_MAX_POISON, &img->poison, &n);
 	if (rc == -E2BIG) {
@@ -240,6 +259,12 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 				img.nr_vcpus, vm->nr_vcpus);
 		goto out;
 	}
+	if (img.nr_held > vm->hold.cap) {
+		rc = vmce__fail(err, -ENOSPC,
+				"held.count: %zu held records, the destination VM holds at most %u",
+				img.nr_held, vm->hold.cap);
+		goto out;
+	}
 	if (img.nr_poison > vm->max_poisoned_pages) {
 		rc = vmce__fail(err, -ENOSPC,
 				"poison.count: %zu pages, the destination VM holds at most %zu",
@@ -265,6 +290,11 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 		pthread_mutex_lock(&v->qlock);
 		v->qhead = 0;
 		atomic_store_explicit(&v->qcount, 0, memory_order_relaxed);
+		atomic_store_explicit(&v->qmc, 0, memory_order_relaxed);
+		/* Held records are released by the first delivery: a settle time long past makes
+		 * vmce_vcpu_pending() say so without making the vCPU busy. */
+		atomic_store_explicit(&v->release_hint, false, memory_order_relaxed);
+		atomic_store_explicit(&v->settle_until, img.nr_held ? 1 : 0, memory_order_relaxed);
 		pthread_mutex_unlock(&v->qlock);
 	}
 	for (size_t i = 0; i < img.nr_pending; i++) {
@@ -274,17 +304,40 @@ int vmce_restore(struct vmce_vm *vm, const void *stream, size_t len, struct vmce
 		pthread_mutex_lock(&v->qlock);
 		n = atomic_load_explicit(&v->qcount, memory_order_relaxed);
 		v->queue[n] = img.pending[i].q;
+		if (img.pending[i].q.rec.signal == VMCE_SIGNAL_MC && !img.pending[i].q.shutdown)
+			atomic_fetch_add_explicit(&v->qmc, 1, memory_order_relaxed);
 		atomic_store_explicit(&v->qcount, n + 1, memory_order_release);
 		pthread_mutex_unlock(&v->qlock);
 	}
 	vmce__poison_replace(&vm->pol->poison, &table);
+	/* Held records: the queue is replaced; their wait starts again here.  (The bound was
+	 * checked above; the queue cannot shrink while inject_lock is held.) */
+	{
+		struct vmce_hold *h = &vm->hold;
+		struct timespec ts;
+		uint64_t now;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		h->head = 0;
+		h->nsrar = 0;
+		for (size_t i = 0; i < img.nr_held && i < h->cap; i++) {
+			h->nsrar += img.held[i].plan.cls == VMCE_CLASS_SRAR;
+			h->ring[i].plan = img.held[i].plan;
+			h->ring[i].event_seq = img.held[i].event_seq;
+			h->ring[i].since_ns = now;
+		}
+		h->progress_ns = now;
+		atomic_store(&h->count, (unsigned)img.nr_held);
+		atomic_thread_fence(memory_order_seq_cst);
+	}
 	pthread_mutex_unlock(&vm->inject_lock);
 
 	vmce_profile_format(&img.profile, prof, sizeof(prof));
 	snprintf(reason, sizeof(reason),
 		 "state restored: profile %s, %u vCPU(s), %zu poisoned page(s), %zu queued "
-		 "record(s)",
-		 prof, img.nr_vcpus, img.nr_poison, img.nr_pending);
+		 "record(s), %zu held",
+		 prof, img.nr_vcpus, img.nr_poison, img.nr_pending, img.nr_held);
 	vmce__log_event(vm, VMCE_EVENT_MIGRATION, VMCE_CLASS_AUTO, -1, false, 0, NULL, reason);
 out:
 	vmce__mig_image_free(&img);

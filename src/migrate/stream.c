@@ -76,6 +76,8 @@ static const char *section_name(unsigned id)
 		return "poison";
 	case VMCE_SEC_PENDING:
 		return "pending";
+	case VMCE_SEC_HELD:
+		return "held";
 	case VMCE_SEC_WRITER:
 		return "writer";
 	default:
@@ -88,6 +90,7 @@ void vmce__mig_image_free(struct vmce_mig_image *img)
 	free(img->vcpus);
 	free(img->poison);
 	free(img->pending);
+	free(img->held);
 	memset(img, 0, sizeof(*img));
 }
 
@@ -107,6 +110,15 @@ static size_t pending_payload(const struct vmce_mig_image *img)
 	return n;
 }
 
+static size_t held_payload(const struct vmce_mig_image *img)
+{
+	size_t n = 8;
+
+	for (size_t i = 0; i < img->nr_held; i++)
+		n += VMCE_HELD_FIXED_LEN + strnlen(img->held[i].plan.reason, VMCE_REASON_MAX);
+	return n;
+}
+
 size_t vmce__stream_size(const struct vmce_mig_image *img)
 {
 	size_t n = VMCE_STREAM_HDR_LEN + VMCE_STREAM_TRAILER_LEN;
@@ -117,6 +129,8 @@ size_t vmce__stream_size(const struct vmce_mig_image *img)
 		     (VMCE_VCPU_FIXED_LEN + (size_t)img->profile.banks * VMCE_BANK_LEN);
 	n += VMCE_STREAM_SEC_HDR_LEN + 8 + img->nr_poison * 8;
 	n += VMCE_STREAM_SEC_HDR_LEN + pending_payload(img);
+	if (img->nr_held)
+		n += VMCE_STREAM_SEC_HDR_LEN + held_payload(img);
 	n += VMCE_STREAM_SEC_HDR_LEN + VMCE_WRITER_PAYLOAD_LEN;
 	return n;
 }
@@ -126,6 +140,39 @@ static uint8_t *sec_header(uint8_t *p, unsigned id, unsigned flags, size_t len)
 	p = put16(p, (uint16_t)id);
 	p = put16(p, (uint16_t)flags);
 	return put32(p, (uint32_t)len);
+}
+
+static uint8_t *put_rec(uint8_t *p, const struct vmce_vcpu_record *r)
+{
+	*p++ = (uint8_t)r->signal;
+	*p++ = r->bank < 0 ? 0xff : (uint8_t)r->bank;
+	p = put16(p, 0);
+	p = put32(p, 0);
+	p = put64(p, r->status);
+	p = put64(p, r->addr);
+	p = put64(p, r->misc);
+	return put64(p, r->mcg_status);
+}
+
+static uint8_t *put_held(uint8_t *p, const struct vmce_mig_held *h)
+{
+	const struct vmce_plan *pl = &h->plan;
+	size_t rl = strnlen(pl->reason, VMCE_REASON_MAX);
+	struct vmce_vcpu_record none = {.bank = -1};
+
+	p = put32(p, pl->target);
+	*p++ = (uint8_t)pl->cls;
+	*p++ = (uint8_t)((pl->has_gpa ? VMCE_HELD_F_HAS_GPA : 0) |
+			 (pl->broadcast ? VMCE_HELD_F_BROADCAST : 0) |
+			 (pl->lmce ? VMCE_HELD_F_LMCE : 0));
+	p = put16(p, (uint16_t)rl);
+	p = put_rec(p, &pl->record);
+	p = put_rec(p, pl->broadcast ? &pl->bystander : &none);
+	p = put64(p, pl->has_gpa ? pl->gpa : 0);
+	p = put64(p, h->event_seq);
+	p = put64(p, 0);
+	memcpy(p, pl->reason, rl);
+	return p + rl;
 }
 
 void vmce__stream_encode(const struct vmce_mig_image *img, uint8_t *out)
@@ -138,7 +185,7 @@ void vmce__stream_encode(const struct vmce_mig_image *img, uint8_t *out)
 	p = put16(p + 8, VMCE_STREAM_VERSION);
 	p = put16(p, 0);
 	p = put32(p, (uint32_t)total);
-	p = put32(p, 5);
+	p = put32(p, img->nr_held ? 6 : 5);
 	p = put32(p, 0);
 
 	p = sec_header(p, VMCE_SEC_PROFILE, VMCE_SEC_F_MANDATORY, VMCE_PROFILE_PAYLOAD_LEN);
@@ -206,6 +253,17 @@ void vmce__stream_encode(const struct vmce_mig_image *img, uint8_t *out)
 		p = put16(p, 0);
 		memcpy(p, q->reason, rl);
 		p += rl;
+	}
+
+	/* Optional, and only when something is held: a stream without held records is the same
+	 * bytes as before the section existed, and an older reader skips it (losing only the
+	 * notifications: the pages are in 'poison', so a guest access still raises SRAR). */
+	if (img->nr_held) {
+		p = sec_header(p, VMCE_SEC_HELD, 0, held_payload(img));
+		p = put32(p, (uint32_t)img->nr_held);
+		p = put32(p, 0);
+		for (size_t i = 0; i < img->nr_held; i++)
+			p = put_held(p, &img->held[i]);
 	}
 
 	p = sec_header(p, VMCE_SEC_WRITER, 0, VMCE_WRITER_PAYLOAD_LEN);
@@ -564,6 +622,168 @@ static int decode_pending(const struct sec_ref *s, struct vmce_mig_image *img, s
 	return 0;
 }
 
+/* One 40-byte record of a held plan; which: "record" or "bystander". */
+static int get_rec(const uint8_t *p, size_t i, const char *which, const struct vmce_profile *pr,
+		   struct vmce_vcpu_record *r, struct vmce_err *err)
+{
+	r->signal = (enum vmce_signal)p[0];
+	r->bank = p[1] == 0xff ? -1 : p[1];
+	r->status = get64(p + 8);
+	r->addr = get64(p + 16);
+	r->misc = get64(p + 24);
+	r->mcg_status = get64(p + 32);
+	if (get16(p + 2) || get32(p + 4))
+		return vmce__fail(err, -EINVAL, "held[%zu].%s.reserved: must be 0", i, which);
+	if ((unsigned)r->signal > VMCE_SIGNAL_CMCI)
+		return vmce__fail(err, -EINVAL, "held[%zu].%s.signal: %u is not none, mc or cmci",
+				  i, which, (unsigned)r->signal);
+	if (r->bank >= (int)pr->banks)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].%s.bank: %d but the profile has %u bank(s)", i, which,
+				  r->bank, pr->banks);
+	if (r->mcg_status & ~MCG_STATUS_BITS)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].%s.mcg_status: 0x%" PRIx64
+				  " has bits beyond RIPV, EIPV, MCIP and LMCES",
+				  i, which, r->mcg_status);
+	return 0;
+}
+
+static int check_held(const struct vmce_mig_image *img, size_t i, const struct vmce_mig_held *h,
+		      unsigned flags, struct vmce_err *err)
+{
+	const struct vmce_plan *pl = &h->plan;
+	const struct vmce_vcpu_record *b = &pl->bystander;
+
+	if (pl->target >= img->nr_vcpus)
+		return vmce__fail(err, -EINVAL, "held[%zu].target: %u but the VM has %u vCPU(s)", i,
+				  pl->target, img->nr_vcpus);
+	if (pl->cls != VMCE_CLASS_SRAO && pl->cls != VMCE_CLASS_SRAR)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].class: %u; only srao (3) and srar (4) are held", i,
+				  (unsigned)pl->cls);
+	if (flags & ~(VMCE_HELD_F_HAS_GPA | VMCE_HELD_F_BROADCAST | VMCE_HELD_F_LMCE))
+		return vmce__fail(
+			err, -EINVAL, "held[%zu].flags: unknown bits 0x%x", i,
+			flags & ~(VMCE_HELD_F_HAS_GPA | VMCE_HELD_F_BROADCAST | VMCE_HELD_F_LMCE));
+	if (pl->record.signal != VMCE_SIGNAL_MC)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].record.signal: %u; a held record is a machine check",
+				  i, (unsigned)pl->record.signal);
+	if (pl->record.bank < 0)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].record.bank: none; the target's record "
+				  "needs a bank",
+				  i);
+	if (!pl->broadcast &&
+	    (b->signal || b->bank != -1 || b->status || b->addr || b->misc || b->mcg_status))
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].bystander: must be empty (signal 0, bank 0xff, 0) "
+				  "without the broadcast flag",
+				  i);
+	if (pl->broadcast && b->signal != VMCE_SIGNAL_MC)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].bystander.signal: %u; a broadcast bystander gets a "
+				  "machine check",
+				  i, (unsigned)b->signal);
+	if (pl->broadcast && pl->lmce)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].flags: broadcast and lmce exclude each other", i);
+	if (!pl->has_gpa && pl->gpa)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].gpa: 0x%" PRIx64 " but the record has no address", i,
+				  pl->gpa);
+	if (pl->has_gpa && pl->gpa >= MAX_GPA)
+		return vmce__fail(err, -EINVAL,
+				  "held[%zu].gpa: 0x%" PRIx64
+				  " is beyond the 52-bit physical address space",
+				  i, pl->gpa);
+	return 0;
+}
+
+static int decode_held(const struct sec_ref *s, struct vmce_mig_image *img, struct vmce_err *err)
+{
+	const uint8_t *p = s->p, *end = s->p + s->len;
+	uint32_t n;
+	int rc;
+
+	if (s->len < 8)
+		return vmce__fail(err, -EINVAL, "section 'held'.length: %zu, needs at least 8",
+				  s->len);
+	n = get32(p);
+	if (n > VMCE_HOLD_MAX_RECORDS)
+		return vmce__fail(err, -EINVAL, "held.count: %" PRIu32 " exceeds the bound %u", n,
+				  VMCE_HOLD_MAX_RECORDS);
+	if (get32(p + 4))
+		return vmce__fail(err, -EINVAL, "held.reserved: must be 0");
+	if ((s->len - 8) / VMCE_HELD_FIXED_LEN < n)
+		return vmce__fail(err, -EINVAL,
+				  "section 'held'.length: %zu, too short for %" PRIu32 " records",
+				  s->len, n);
+	if (n) {
+		img->held = calloc(n, sizeof(*img->held));
+		if (!img->held)
+			return vmce__fail(err, -ENOMEM,
+					  "out of memory for %" PRIu32 " held records", n);
+	}
+	p += 8;
+	for (uint32_t i = 0; i < n; i++) {
+		struct vmce_mig_held *h = &img->held[i];
+		struct vmce_plan *pl = &h->plan;
+		unsigned flags, rl;
+
+		if ((size_t)(end - p) < VMCE_HELD_FIXED_LEN)
+			return vmce__fail(err, -EINVAL,
+					  "held[%" PRIu32
+					  "]: truncated (section 'held'.length %zu)",
+					  i, s->len);
+		pl->verdict = VMCE_VERDICT_FORWARD;
+		pl->nr_vcpus = img->nr_vcpus;
+		pl->target = get32(p);
+		pl->cls = (enum vmce_class)p[4];
+		flags = p[5];
+		rl = get16(p + 6);
+		pl->has_gpa = flags & VMCE_HELD_F_HAS_GPA;
+		pl->broadcast = flags & VMCE_HELD_F_BROADCAST;
+		pl->lmce = flags & VMCE_HELD_F_LMCE;
+		rc = get_rec(p + 8, i, "record", &img->profile, &pl->record, err);
+		if (!rc)
+			rc = get_rec(p + 8 + VMCE_HELD_REC_LEN, i, "bystander", &img->profile,
+				     &pl->bystander, err);
+		if (rc)
+			return rc;
+		pl->gpa = get64(p + 88);
+		h->event_seq = get64(p + 96);
+		if (get64(p + 104))
+			return vmce__fail(err, -EINVAL, "held[%" PRIu32 "].reserved: must be 0", i);
+		if (rl > VMCE_REASON_MAX)
+			return vmce__fail(err, -EINVAL,
+					  "held[%" PRIu32 "].reason_len: %u exceeds %u", i, rl,
+					  VMCE_REASON_MAX);
+		p += VMCE_HELD_FIXED_LEN;
+		if ((size_t)(end - p) < rl)
+			return vmce__fail(err, -EINVAL,
+					  "held[%" PRIu32
+					  "].reason: %u bytes run past the section end",
+					  i, rl);
+		if (!printable(p, rl))
+			return vmce__fail(err, -EINVAL,
+					  "held[%" PRIu32 "].reason: not printable ASCII", i);
+		memcpy(pl->reason, p, rl);
+		pl->reason[rl] = '\0';
+		p += rl;
+		img->nr_held = i + 1;
+		rc = check_held(img, i, h, flags, err);
+		if (rc)
+			return rc;
+	}
+	if (p != end)
+		return vmce__fail(err, -EINVAL,
+				  "section 'held'.length: %zu, but the records end after %zu",
+				  s->len, (size_t)(p - s->p));
+	return 0;
+}
+
 static int decode_writer(const struct sec_ref *s, struct vmce_mig_image *img, struct vmce_err *err)
 {
 	if (s->len != VMCE_WRITER_PAYLOAD_LEN)
@@ -685,7 +905,7 @@ static int decode(const uint8_t *b, size_t len, struct vmce_mig_image *img, stru
 						  i, id, off, VMCE_STREAM_VERSION);
 			/* An optional section from a newer writer: skipped. */
 		} else {
-			bool mandatory = id != VMCE_SEC_WRITER;
+			bool mandatory = id != VMCE_SEC_WRITER && id != VMCE_SEC_HELD;
 
 			if (secs[id].present)
 				return vmce__fail(err, -EINVAL,
@@ -724,6 +944,8 @@ static int decode(const uint8_t *b, size_t len, struct vmce_mig_image *img, stru
 		rc = decode_poison(&secs[VMCE_SEC_POISON], img, err);
 	if (!rc)
 		rc = decode_pending(&secs[VMCE_SEC_PENDING], img, err);
+	if (!rc && secs[VMCE_SEC_HELD].present)
+		rc = decode_held(&secs[VMCE_SEC_HELD], img, err);
 	if (!rc && secs[VMCE_SEC_WRITER].present)
 		rc = decode_writer(&secs[VMCE_SEC_WRITER], img, err);
 	return rc;

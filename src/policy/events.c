@@ -22,8 +22,10 @@ void vmce__events_fini(struct vmce_event_log *l)
 	pthread_mutex_destroy(&l->lock);
 }
 
+/* decision: 1 a policy decision, 0 an event of the delivery path, -1 a follow-up about an
+ * error already counted (a held record released or dropped). */
 static void count(struct vmce_counters *c, enum vmce_event_kind kind, enum vmce_class cls,
-		  bool decision)
+		  int decision)
 {
 	switch (kind) {
 	case VMCE_EVENT_FORWARDED:
@@ -49,7 +51,8 @@ static void count(struct vmce_counters *c, enum vmce_event_kind kind, enum vmce_
 	}
 	/* Errors are counted by class once, when the policy decides about them (a FATAL event
 	 * from a vCPU's delivery is about an error already counted when it was forwarded). */
-	if ((decision || kind == VMCE_EVENT_FORWARDED || kind == VMCE_EVENT_DROPPED ||
+	if (decision >= 0 &&
+	    (decision || kind == VMCE_EVENT_FORWARDED || kind == VMCE_EVENT_DROPPED ||
 	     kind == VMCE_EVENT_REFUSED) &&
 	    (unsigned)cls < VMCE_ARRAY_SIZE(c->by_class))
 		c->by_class[cls]++;
@@ -57,7 +60,7 @@ static void count(struct vmce_counters *c, enum vmce_event_kind kind, enum vmce_
 
 static uint64_t log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
 			  int vcpu, bool has_gpa, uint64_t gpa, const struct vmce_vcpu_record *rec,
-			  const char *reason, bool decision)
+			  const char *reason, int decision)
 {
 	struct vmce_event_log *l = &vm->pol->log;
 	struct vmce_event *ev;
@@ -92,14 +95,21 @@ uint64_t vmce__log_event(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmc
 			 int vcpu, bool has_gpa, uint64_t gpa, const struct vmce_vcpu_record *rec,
 			 const char *reason)
 {
-	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, false);
+	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, 0);
+}
+
+uint64_t vmce__log_followup(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
+			    int vcpu, bool has_gpa, uint64_t gpa,
+			    const struct vmce_vcpu_record *rec, const char *reason)
+{
+	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, -1);
 }
 
 uint64_t vmce__log_decision(struct vmce_vm *vm, enum vmce_event_kind kind, enum vmce_class cls,
 			    int vcpu, bool has_gpa, uint64_t gpa,
 			    const struct vmce_vcpu_record *rec, const char *reason)
 {
-	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, true);
+	return log_event(vm, kind, cls, vcpu, has_gpa, gpa, rec, reason, 1);
 }
 
 void vmce_set_event_callback(struct vmce_vm *vm, vmce_event_fn fn, void *opaque)
@@ -154,8 +164,8 @@ void vmce_get_counters(struct vmce_vm *vm, struct vmce_counters *out)
 
 const char *vmce_event_kind_name(enum vmce_event_kind k)
 {
-	static const char *const names[] = {"forwarded", "dropped", "fatal",	"delivered",
-					    "masked",	 "refused", "migration"};
+	static const char *const names[] = {"forwarded", "dropped", "fatal",	 "delivered",
+					    "masked",	 "refused", "migration", "held"};
 
 	return (unsigned)k < VMCE_ARRAY_SIZE(names) ? names[k] : "unknown";
 }

@@ -61,12 +61,54 @@ static int check_plan(const struct vmce_vm *vm, const struct vmce_plan *p, struc
 	return 0;
 }
 
-static int inject_forward(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_err *err)
+int vmce__plan_room(struct vmce_vm *vm, const struct vmce_plan *plan)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (vmce__plan_reaches(vm, plan, i) && queue_full(&vm->vcpus[i]))
+			return (int)i;
+	return -1;
+}
+
+bool vmce__plan_reaches(struct vmce_vm *vm, const struct vmce_plan *plan, unsigned i)
+{
+	return vmce_plan_vcpu(plan, i, NULL) &&
+	       (i == plan->target || vmce_vcpu_started(&vm->vcpus[i]));
+}
+
+int vmce__queue_plan(struct vmce_vm *vm, const struct vmce_plan *plan, uint64_t seq,
+		     uint64_t *kicks, struct vmce_err *err)
+{
+	struct vmce_queued q;
+	char msg[120];
+
+	memset(&q, 0, sizeof(q));
+	q.cls = plan->cls;
+	q.has_gpa = plan->has_gpa;
+	q.gpa = plan->gpa;
+	q.event_seq = seq;
+	snprintf(q.reason, sizeof(q.reason), "%s", plan->reason);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (!vmce__plan_reaches(vm, plan, i))
+			continue;
+		vmce_plan_vcpu(plan, i, &q.rec);
+		if (vmce__vcpu_enqueue(&vm->vcpus[i], &q)) {
+			/* Cannot happen: the room was checked under inject_lock. */
+			snprintf(msg, sizeof(msg),
+				 "vcpu %u's delivery queue filled up during injection", i);
+			return refuse(vm, plan, (int)i, -EBUSY, err, msg);
+		}
+		if (kicks)
+			kicks[i / 64] |= 1ull << (i % 64);
+	}
+	return 0;
+}
+
+static int inject_forward(struct vmce_vm *vm, const struct vmce_plan *plan, uint64_t *kicks,
+			  struct vmce_err *err)
 {
 	struct vmce_vcpu *t = &vm->vcpus[plan->target];
-	struct vmce_queued q;
 	struct vmce_err perr;
-	char msg[320], reason[sizeof(q.reason)];
+	char msg[320], reason[sizeof(plan->reason)];
 	unsigned skipped = 0;
 	uint64_t seq;
 	int rc;
@@ -76,6 +118,22 @@ static int inject_forward(struct vmce_vm *vm, const struct vmce_plan *plan, stru
 			 "vcpu %u is not started: injection of a %s error refused", plan->target,
 			 vmce_class_name(plan->cls));
 		return refuse(vm, plan, (int)plan->target, -ESRCH, err, msg);
+	}
+	/*
+	 * Records that wait for MCG_STATUS.MCIP to clear (hold.c): release what can go first, so
+	 * that arrival order is kept; an SRAO behind held records, or one that would reach a busy
+	 * vCPU, is held.  An SRAR whose target has MCIP set is queued as before: applying it shuts
+	 * the guest down (it consumed poison inside its handler).
+	 */
+	if (vmce__hold_applies(plan)) {
+		vmce__hold_release_locked(vm, kicks);
+		if (plan->cls == VMCE_CLASS_SRAO || !(LD(t->mcg_status) & VMCE_MCG_STATUS_MCIP)) {
+			int busy = vmce__hold_busy(vm, plan);
+
+			if (busy >= 0 ||
+			    (plan->cls == VMCE_CLASS_SRAO && atomic_load(&vm->hold.count) != 0))
+				return vmce__hold_add(vm, plan, busy, kicks, err);
+		}
 	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vmce_vcpu *v = &vm->vcpus[i];
@@ -109,39 +167,28 @@ static int inject_forward(struct vmce_vm *vm, const struct vmce_plan *plan, stru
 	seq = vmce__log_decision(vm, VMCE_EVENT_FORWARDED, plan->cls, (int)plan->target,
 				 plan->has_gpa, plan->gpa, &plan->record, reason);
 
-	memset(&q, 0, sizeof(q));
-	q.cls = plan->cls;
-	q.has_gpa = plan->has_gpa;
-	q.gpa = plan->gpa;
-	q.event_seq = seq;
-	snprintf(q.reason, sizeof(q.reason), "%s", plan->reason);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		if (!vmce_plan_vcpu(plan, i, &q.rec))
-			continue;
-		if (i != plan->target && !vmce_vcpu_started(&vm->vcpus[i]))
-			continue;
-		if (vmce__vcpu_enqueue(&vm->vcpus[i], &q)) {
-			/* Cannot happen: the room was checked under inject_lock. */
-			snprintf(msg, sizeof(msg),
-				 "vcpu %u's delivery queue filled up during injection", i);
-			return refuse(vm, plan, (int)i, -EBUSY, err, msg);
-		}
-	}
+	rc = vmce__queue_plan(vm, plan, seq, NULL, err);
+	if (rc)
+		return rc;
 	if (vm->mig)
 		vmce__migrate_note_forwarded(vm, seq);
 	return 0;
 }
 
-static int inject_fatal(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_err *err)
+int vmce__inject_fatal(struct vmce_vm *vm, const struct vmce_plan *plan, bool followup,
+		       struct vmce_err *err)
 {
+	uint64_t (*log)(struct vmce_vm *, enum vmce_event_kind, enum vmce_class, int, bool,
+			uint64_t, const struct vmce_vcpu_record *, const char *) =
+		followup ? vmce__log_followup : vmce__log_decision;
 	struct vmce_queued q;
 	char msg[200];
 	unsigned carrier = plan->target;
 	uint64_t seq;
 
 	if (vm->fatal == VMCE_FATAL_LOG_ONLY) {
-		vmce__log_decision(vm, VMCE_EVENT_FATAL, plan->cls, (int)plan->target,
-				   plan->has_gpa, plan->gpa, NULL, plan->reason);
+		log(vm, VMCE_EVENT_FATAL, plan->cls, (int)plan->target, plan->has_gpa, plan->gpa,
+		    NULL, plan->reason);
 		return 0;
 	}
 	/* The shutdown rides on the target, or on any started vCPU. */
@@ -163,8 +210,8 @@ static int inject_fatal(struct vmce_vm *vm, const struct vmce_plan *plan, struct
 			 carrier, VMCE_VCPU_QUEUE_LEN, vmce_class_name(plan->cls));
 		return refuse(vm, plan, (int)carrier, -EBUSY, err, msg);
 	}
-	seq = vmce__log_decision(vm, VMCE_EVENT_FATAL, plan->cls, (int)carrier, plan->has_gpa,
-				 plan->gpa, NULL, plan->reason);
+	seq = log(vm, VMCE_EVENT_FATAL, plan->cls, (int)carrier, plan->has_gpa, plan->gpa, NULL,
+		  plan->reason);
 	memset(&q, 0, sizeof(q));
 	q.rec.bank = -1;
 	q.cls = plan->cls;
@@ -183,6 +230,7 @@ static int inject_fatal(struct vmce_vm *vm, const struct vmce_plan *plan, struct
 
 int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_err *err)
 {
+	uint64_t kicks[VMCE_KICK_WORDS] = {0};
 	int rc;
 
 	if (!vm || !plan)
@@ -193,10 +241,11 @@ int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_er
 	pthread_mutex_lock(&vm->inject_lock);
 	switch (plan->verdict) {
 	case VMCE_VERDICT_FORWARD:
-		rc = inject_forward(vm, plan, err);
+		rc = inject_forward(vm, plan, kicks, err);
 		break;
 	case VMCE_VERDICT_FATAL:
-		rc = inject_fatal(vm, plan, err);
+		vmce__hold_release_locked(vm, kicks);
+		rc = vmce__inject_fatal(vm, plan, false, err);
 		break;
 	default:
 		vmce__log_decision(vm, VMCE_EVENT_DROPPED, plan->cls, -1, plan->has_gpa, plan->gpa,
@@ -205,6 +254,7 @@ int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_er
 		break;
 	}
 	pthread_mutex_unlock(&vm->inject_lock);
+	vmce__hold_kick(vm, kicks);
 	return rc;
 }
 

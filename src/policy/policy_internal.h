@@ -55,6 +55,35 @@ uint64_t vmce__log_decision(struct vmce_vm *vm, enum vmce_event_kind kind, enum 
 			    int vcpu, bool has_gpa, uint64_t gpa,
 			    const struct vmce_vcpu_record *rec, const char *reason);
 
+/* ---- injection and held records (inject.c, hold.c); all under vm->inject_lock ----------- */
+
+/* A bitmap of vCPUs to kick once inject_lock is dropped. */
+#define VMCE_KICK_WORDS (VMCE_MAX_VCPUS / 64)
+
+/* Whether vCPU i receives something under the plan (the target, or a started bystander). */
+bool vmce__plan_reaches(struct vmce_vm *vm, const struct vmce_plan *plan, unsigned i);
+/* The first vCPU the plan reaches whose delivery queue is full, or -1. */
+int vmce__plan_room(struct vmce_vm *vm, const struct vmce_plan *plan);
+/* Queue a FORWARD plan's records (room checked), as event seq; marks them in kicks (or NULL). */
+int vmce__queue_plan(struct vmce_vm *vm, const struct vmce_plan *plan, uint64_t seq,
+		     uint64_t *kicks, struct vmce_err *err);
+/* The FATAL verdict: log it, queue the shutdown (per the VM's fatal policy); followup: the
+ * error was already counted (a held SRAR that expired). */
+int vmce__inject_fatal(struct vmce_vm *vm, const struct vmce_plan *plan, bool followup,
+		       struct vmce_err *err);
+
+/* Whether a plan is one that may be held: FORWARD, signalled by #MC, class SRAO or SRAR. */
+bool vmce__hold_applies(const struct vmce_plan *plan);
+/* The first vCPU the plan reaches that has MCIP set or an #MC queued, or -1. */
+int vmce__hold_busy(struct vmce_vm *vm, const struct vmce_plan *plan);
+/* Hold a plan (logs "held", poisons its page); -ENOBUFS when the queue is full. */
+int vmce__hold_add(struct vmce_vm *vm, const struct vmce_plan *plan, int busy, uint64_t *kicks,
+		   struct vmce_err *err);
+/* Apply the timeout, then release every plan that can go now.  Returns how many went. */
+unsigned vmce__hold_release_locked(struct vmce_vm *vm, uint64_t *kicks);
+/* Call the VMM's kick callback for every vCPU in kicks (without inject_lock). */
+void vmce__hold_kick(struct vmce_vm *vm, const uint64_t *kicks);
+
 int vmce__poison_init(struct vmce_poison_set *s, size_t max, struct vmce_err *err);
 void vmce__poison_fini(struct vmce_poison_set *s);
 

@@ -43,7 +43,12 @@ static void enqueue(struct vmce_vcpu *v, enum vmce_signal sig, int bank, uint64_
 	q.rec.addr = addr;
 	q.rec.misc = 0x8c;
 	q.rec.mcg_status = mcg_status;
-	q.cls = VMCE_CLASS_SRAO;
+	q.cls = (status & VMCE_MCI_STATUS_AR)	? VMCE_CLASS_SRAR
+		: (status & VMCE_MCI_STATUS_S)	? VMCE_CLASS_SRAO
+		: (status & VMCE_MCI_STATUS_UC) ? VMCE_CLASS_UCNA
+						: VMCE_CLASS_CE;
+	if (bank < 0 && sig == VMCE_SIGNAL_MC)
+		q.cls = VMCE_CLASS_SRAO; /* a broadcast bystander of an SRAO */
 	q.has_gpa = addr != 0;
 	q.gpa = addr;
 	pthread_mutex_lock(&vm->inject_lock);
@@ -125,12 +130,60 @@ static void test_mc_then_mcip_shutdown(void **state)
 	enqueue(v, VMCE_SIGNAL_MC, 1, SRAR, 0x456000, MCIP | RIPV | EIPV);
 	assert_int_equal(deliver(v, true, &d), VMCE_ACTION_SHUTDOWN);
 	assert_non_null(strstr(d.reason, "MCIP"));
+	assert_non_null(strstr(d.reason, "consumed poisoned memory inside its machine-check "
+					 "handler"));
 	vmce_vcpu_get_state(v, &after);
 	if (!cu_state_eq(&before, &after, what, sizeof(what)))
 		fail_msg("shutdown changed the state: %s", what);
 	ev = event(vm, d.event_seq);
 	assert_int_equal(ev.kind, VMCE_EVENT_FATAL);
 	assert_string_equal(ev.reason, d.reason);
+	vmce_vm_destroy(vm);
+}
+
+/*
+ * An SRAO record that is applied while MCIP is set (queued before the guest set MCIP itself, or
+ * restored from a stream) is not a shutdown: it goes back to the held queue, and is applied
+ * once the guest clears MCIP.
+ */
+static void test_srao_at_mcip_is_held(void **state)
+{
+	struct vmce_vm *vm = cu_vm("intel,banks=2,ser,tes,cmci", 1);
+	struct vmce_vcpu *v = vmce_vm_vcpu(vm, 0);
+	struct vmce_hold_status hs;
+	struct vmce_delivery d;
+	struct vmce_event ev;
+
+	(void)state;
+	assert_int_equal(vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, MCIP | RIPV), VMCE_MSR_OK);
+	enqueue(v, VMCE_SIGNAL_MC, 1, SRAO, 0x123000, MCIP | RIPV);
+	assert_int_equal(vmce_vcpu_deliver(v, true, &d), 0);
+	assert_int_equal(d.action, VMCE_ACTION_NONE);
+	vmce_hold_status(vm, &hs);
+	assert_int_equal(hs.count, 1);
+	ev = event(vm, vmce_events_last_seq(vm));
+	assert_int_equal(ev.kind, VMCE_EVENT_HELD);
+	assert_non_null(strstr(ev.reason, "MCIP was set"));
+	assert_int_equal(rd(v, VMCE_MSR_MCi_STATUS(1)), 0);
+	/* The guest's handler ends: the record is applied at the next delivery. */
+	assert_false(vmce_vcpu_pending(v));
+	assert_int_equal(vmce_wrmsr(v, VMCE_MSR_MCG_STATUS, 0), VMCE_MSR_OK);
+	assert_true(vmce_vcpu_pending(v));
+	/* The delivery right after the WRMSR exit: the guest is still returning from its
+	 * handler, nothing yet (settle time). */
+	vmce_vcpu_guest_progress(v); /* the WRMSR exit itself does not count */
+	assert_int_equal(vmce_vcpu_deliver(v, true, &d), 0);
+	assert_false(vmce_vcpu_pending(v)); /* settling: nothing to do, no kick wanted */
+	vmce_hold_status(vm, &hs);
+	assert_int_equal(hs.count, 1);
+	/* The guest ran and exited again: its handler has returned. */
+	vmce_vcpu_guest_progress(v);
+	assert_true(vmce_vcpu_pending(v));
+	assert_int_equal(deliver(v, true, &d), VMCE_ACTION_MC);
+	assert_int_equal(rd(v, VMCE_MSR_MCi_ADDR(1)), 0x123000);
+	vmce_hold_status(vm, &hs);
+	assert_int_equal(hs.count, 0);
+	assert_int_equal(hs.released, 1);
 	vmce_vm_destroy(vm);
 }
 
@@ -585,6 +638,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nothing_pending),
 		cmocka_unit_test(test_mc_then_mcip_shutdown),
+		cmocka_unit_test(test_srao_at_mcip_is_held),
 		cmocka_unit_test(test_cr4_mce_clear_shutdown),
 		cmocka_unit_test(test_second_mc_after_handler),
 		cmocka_unit_test(test_over_rules),

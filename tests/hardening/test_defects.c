@@ -392,7 +392,7 @@ static void test_inject_target(void **state)
 			struct vmce_delivery d;
 
 			assert_true(c == 2 || vmce_vcpu_pending(vc));
-			while (vmce_vcpu_deliver(vc, true, &d) == 1) {
+			while (sim_deliver(vc, true, &d) == 1) {
 				assert_int_equal(d.action, VMCE_ACTION_MC);
 				vmce_wrmsr(vc, VMCE_MSR_MCi_STATUS(1), 0);
 				vmce_wrmsr(vc, VMCE_MSR_MCG_STATUS, 0);
@@ -539,7 +539,7 @@ static void test_isolation(void **state)
 			struct vmce_vcpu_state st;
 			struct vmce_delivery d;
 
-			while (vmce_vcpu_deliver(vc, true, &d) == 1) {
+			while (sim_deliver(vc, true, &d) == 1) {
 				delivered++;
 				vmce_vcpu_get_state(vc, &st);
 				if (!iso_check_state(&m, vmce_vm_profile(vm), &st, why,

@@ -89,7 +89,8 @@ struct inj {
 static const struct inj inj_rows[] = {
 	{"inj-srao-if1", P_STI, SRAO, 0x5},	     {"inj-srar-if0", P_CLI, SRAR, 0x7},
 	{"inj-cr4-mce-clear", P_CR4_OFF, SRAO, 0x5}, {"inj-mcip-set", P_MCIP, SRAO, 0x5},
-	{"inj-bank-disabled", P_MASK, SRAO, 0x5},    {"inj-ce-twice-over", P_CE_TWICE, CE, 0},
+	{"inj-srar-mcip-set", P_MCIP, SRAR, 0x7},    {"inj-bank-disabled", P_MASK, SRAO, 0x5},
+	{"inj-ce-twice-over", P_CE_TWICE, CE, 0},
 };
 
 static void run_inj(struct kt *t, const struct inj *in, char *out, size_t len)

@@ -258,6 +258,7 @@ static void test_if0(void **state)
 	kt_stop(&t);
 }
 
+/* cr4_clear: an SRAO with CR4.MCE clear; otherwise an SRAR while MCIP is set. */
 static void shutdown_case(bool cr4_clear)
 {
 	struct vmce_event ev[16];
@@ -270,10 +271,14 @@ static void shutdown_case(bool cr4_clear)
 		tv_cmd(&t.tv, TV_CR4_MCE, 1, 0, 0, 0);
 	else
 		kt_wrmsr(&t, 0x17a, VMCE_MCG_STATUS_MCIP, out, sizeof(out));
-	kt_inject_step(&t, 1, SRAO, 0x9000, 0x8c, 5, out, sizeof(out));
+	kt_inject_step(&t, 1, cr4_clear ? SRAO : SRAR, 0x9000, 0x8c, cr4_clear ? 5 : 7, out,
+		       sizeof(out));
 	assert_string_equal(out, "shutdown");
 	assert_true(t.shutdown);
 	assert_non_null(strstr(t.reason, cr4_clear ? "CR4.MCE" : "MCIP"));
+	if (!cr4_clear)
+		assert_non_null(strstr(t.reason, "consumed poisoned memory inside its "
+						 "machine-check handler"));
 	n = vmce_events_read(t.vm, 0, ev, 16);
 	assert_true(n >= 1);
 	assert_int_equal(ev[n - 1].kind, VMCE_EVENT_FATAL);
@@ -291,6 +296,43 @@ static void test_shutdown_mcip(void **state)
 {
 	(void)state;
 	shutdown_case(false);
+}
+
+/*
+ * An SRAO while the guest has MCIP set is held, not a shutdown; the guest's WRMSR that clears
+ * MCIP (an MSR exit in both modes) makes the next entry raise it.
+ */
+static void test_srao_held_until_mcip_clear(void **state)
+{
+	struct vmce_hold_status hs;
+	uint64_t r[5];
+	char out[256];
+	struct kt t;
+
+	(void)state;
+	for (int m = KT_USER; m <= KT_HYBRID; m++) {
+		start(&t, (enum kt_mode)m);
+		kt_wrmsr(&t, 0x17a, VMCE_MCG_STATUS_MCIP, out, sizeof(out));
+		assert_string_equal(out, "ok");
+		kt_inject_step(&t, 1, SRAO, 0x9000, 0x8c, 5, out, sizeof(out));
+		assert_string_equal(out, "no #MC");
+		assert_false(t.shutdown);
+		vmce_hold_status(t.vm, &hs);
+		assert_int_equal(hs.count, 1);
+		/* The handler ends: MCG_STATUS = 0; the held record is raised at the next entry. */
+		kt_wrmsr(&t, 0x17a, 0, out, sizeof(out));
+		assert_string_equal(out, "ok");
+		kt_rdmsr(&t, 0x179, out, sizeof(out)); /* any command: the guest runs again */
+		assert_false(t.shutdown);
+		vmce_hold_status(t.vm, &hs);
+		assert_int_equal(hs.count, 0);
+		assert_int_equal(hs.released, 1);
+		last_report(&t, r);
+		assert_int_equal(r[0], 5);
+		assert_int_equal(r[1], SRAO);
+		assert_int_equal(r[2], 0x9000);
+		kt_stop(&t);
+	}
 }
 
 /* The VMM's own filter is merged: an MSR it denies inside the backend's range (0x1a0) and one
@@ -514,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_if0),
 		cmocka_unit_test(test_shutdown_cr4),
 		cmocka_unit_test(test_shutdown_mcip),
+		cmocka_unit_test(test_srao_held_until_mcip_clear),
 		cmocka_unit_test(test_filter_merge),
 		cmocka_unit_test(test_cpuid),
 		cmocka_unit_test(test_hybrid_sync),

@@ -229,7 +229,9 @@ int kt_inject(struct kt *t, int bank, uint64_t status, uint64_t addr, uint64_t m
 	q.rec.addr = addr;
 	q.rec.misc = misc;
 	q.rec.mcg_status = mcg_status;
-	q.cls = (status & VMCE_MCI_STATUS_UC) ? VMCE_CLASS_SRAO : VMCE_CLASS_CE;
+	q.cls = (status & VMCE_MCI_STATUS_AR)	? VMCE_CLASS_SRAR
+		: (status & VMCE_MCI_STATUS_UC) ? VMCE_CLASS_SRAO
+						: VMCE_CLASS_CE;
 	q.has_gpa = true;
 	q.gpa = addr;
 	snprintf(q.reason, sizeof(q.reason), "test record");

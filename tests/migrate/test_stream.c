@@ -600,6 +600,128 @@ static void test_save_api(void **state)
 	assert_non_null(strstr(err.msg, "header.magic"));
 }
 
+/*
+ * Section 5 'held' (optional): a stream with held records round-trips; every malformed field
+ * is refused with its name and leaves the destination unchanged; without the section (older
+ * writers) the stream still loads; a reader that does not know it skips it (optional flag).
+ */
+static void test_held_section(void **state)
+{
+	static const struct {
+		size_t off; /* offset in the first record (after the 8-byte count) */
+		unsigned width;
+		uint64_t value;
+		const char *field;
+	} bad[] = {
+		{0, 4, 2, "held[0].target"},
+		{4, 1, 1, "held[0].class"},
+		{5, 1, 0x80, "held[0].flags"},
+		{5, 1, 0x6, "held[0].flags"}, /* broadcast and lmce */
+		{6, 2, 200, "held[0].reason_len"},
+		{8, 1, 2, "held[0].record.signal"},
+		{9, 1, 7, "held[0].record.bank"},
+		{9, 1, 0xff, "held[0].record.bank"},
+		{10, 2, 1, "held[0].record.reserved"},
+		{40, 8, 0x10, "held[0].record.mcg_status"},
+		{48, 1, 0, "held[0].bystander.signal"},
+		{49, 1, 5, "held[0].bystander.bank"},
+		{104, 8, 1, "held[0].reserved"},
+		{112, 1, 0x07, "held[0].reason"},
+	};
+	struct vmce_profile p;
+	struct vmce_vm *src, *dst;
+	struct vmce_host_error e;
+	struct mu_section secs[16];
+	struct vmce_err err;
+	uint8_t *st, *copy;
+	size_t n, held_off = 0;
+	int ns;
+
+	(void)state;
+	vmce_profile_default(&p);
+	src = make_vm(&p, 2);
+	dst = make_vm(&p, 2);
+	assert_int_equal(vmce_memmap_add(src, 0, 1ull << 30, 0x7f0000000000ull, VMCE_NO_HPA, &err),
+			 0);
+	assert_int_equal(vmce_wrmsr(vmce_vm_vcpu(src, 1), VMCE_MSR_MCG_STATUS,
+				    VMCE_MCG_STATUS_MCIP | VMCE_MCG_STATUS_RIPV),
+			 VMCE_MSR_OK);
+	vmce_host_error_init(&e);
+	e.origin = VMCE_ORIGIN_SIGBUS_AO;
+	e.addr_kind = VMCE_ADDR_GPA;
+	e.addr = 0x123000;
+	assert_int_equal(vmce_handle_error(src, &e, NULL, &err), 0);
+	save(src, &st, &n);
+	ns = mu_split(st, n, secs, 16);
+	assert_int_equal(ns, 6);
+	for (int i = 0; i < ns; i++)
+		if (secs[i].id == VMCE_SEC_HELD) {
+			assert_int_equal(secs[i].flags, 0); /* optional */
+			held_off = (size_t)(secs[i].payload - st);
+			assert_true(secs[i].len > 8 + VMCE_HELD_FIXED_LEN); /* and the reason */
+		}
+	assert_true(held_off != 0);
+	/* As is: loads, one record held at the destination. */
+	assert_int_equal(vmce_restore(dst, st, n, &err), 0);
+	{
+		struct vmce_hold_status hs;
+
+		vmce_hold_status(dst, &hs);
+		assert_int_equal(hs.count, 1);
+	}
+	copy = malloc(n);
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		uint8_t *f;
+
+		memcpy(copy, st, n);
+		f = copy + held_off + 8 + bad[k].off;
+		for (unsigned b = 0; b < bad[k].width; b++)
+			f[b] = (uint8_t)(bad[k].value >> (8 * b));
+		mu_fix_crc(copy, n);
+		if (vmce_restore(dst, copy, n, &err) != -EINVAL || !strstr(err.msg, bad[k].field))
+			fail_msg("case %zu: want -EINVAL naming %s, got '%s'", k, bad[k].field,
+				 err.msg);
+	}
+	/* The count against the bound and against the section length. */
+	memcpy(copy, st, n);
+	copy[held_off] = 2;
+	mu_fix_crc(copy, n);
+	assert_int_equal(vmce_restore(dst, copy, n, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "section 'held'.length"));
+	memcpy(copy, st, n);
+	copy[held_off + 3] = 0x10;
+	mu_fix_crc(copy, n);
+	assert_int_equal(vmce_restore(dst, copy, n, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "held.count"));
+	/* Marked mandatory: refused (it is optional by definition). */
+	memcpy(copy, st, n);
+	copy[held_off - 6] = 1;
+	mu_fix_crc(copy, n);
+	assert_int_equal(vmce_restore(dst, copy, n, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "section 'held'.flags"));
+	/* An older writer: the same stream without the section loads (nothing held). */
+	{
+		struct mu_section keep[16];
+		struct mu_buf b;
+		int k = 0;
+		struct vmce_hold_status hs;
+
+		for (int i = 0; i < ns; i++)
+			if (secs[i].id != VMCE_SEC_HELD)
+				keep[k++] = secs[i];
+		mu_build(&b, 1, keep, (size_t)k);
+		assert_int_equal(vmce_restore(dst, b.p, b.len, &err), 0);
+		vmce_hold_status(dst, &hs);
+		assert_int_equal(hs.count, 0);
+		assert_true(vmce_poison_contains(dst, 0x123000)); /* the page stays poisoned */
+		mu_buf_free(&b);
+	}
+	free(copy);
+	free(st);
+	vmce_vm_destroy(src);
+	vmce_vm_destroy(dst);
+}
+
 /* The poisoned-page set restored by the stream keeps working as a set. */
 static void test_restored_set_grows(void **state)
 {
@@ -638,6 +760,7 @@ int main(void)
 	};
 	const struct CMUnitTest rt[] = {
 		cmocka_unit_test(test_restored_set_grows),
+		cmocka_unit_test(test_held_section),
 		cmocka_unit_test(test_round_trip),
 	};
 	int rc = cmocka_run_group_tests_name("malformed", malformed, setup_malformed,

@@ -475,7 +475,8 @@ static const char status_help[] =
 	"Usage: vmcectl status [OPTIONS]\n"
 	"\n"
 	"Show a running vmce-vm's profile, every vCPU's MCG_STATUS and banks, the\n"
-	"poisoned pages and the counters.\n"
+	"poisoned pages, the counters, and the action-optional errors held until the\n"
+	"guest's machine-check handler clears MCG_STATUS.MCIP.\n"
 	"\n"
 	"Options:\n" COMMON_HELP;
 
@@ -488,6 +489,7 @@ static void print_status(const struct jval *r)
 {
 	const struct jval *vcpus = json_get(r, "vcpus"), *poison = json_get(r, "poisoned");
 	const struct jval *counters = json_get(r, "counters"), *ex = json_get(r, "exit");
+	const struct jval *held = json_get(r, "held");
 	uint64_t n = 0, up = 0, mem = 0, last = 0;
 	char names[64];
 
@@ -563,6 +565,39 @@ static void print_status(const struct jval *r)
 			printf(" %s=%llu", kinds[i], (unsigned long long)k);
 		}
 		printf("\n");
+	}
+	if (held && held->type == J_OBJ) {
+		const struct jval *recs = json_get(held, "records");
+		static const char *const keys[] = {"count", "max",	"timeout_ms", "stalled_ms",
+						   "held",  "released", "overflowed", "expired"};
+
+		printf("held:       ");
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			uint64_t k = 0;
+
+			json_get_u64(held, keys[i], &k);
+			printf(" %s=%llu", keys[i], (unsigned long long)k);
+		}
+		printf("\n");
+		for (size_t i = 0; recs && recs->type == J_ARR && i < recs->n; i++) {
+			const struct jval *h = &recs->v[i];
+			uint64_t seq = 0, cpu = 0, age = 0;
+			int64_t wait = -1;
+			bool bc = false;
+
+			json_get_u64(h, "seq", &seq);
+			json_get_u64(h, "vcpu", &cpu);
+			json_get_u64(h, "age_ms", &age);
+			json_get_i64(h, "waiting_for", &wait);
+			json_get_bool(h, "broadcast", &bc);
+			printf("  event %llu: %s vcpu %llu%s gpa %s, held %llu ms",
+			       (unsigned long long)seq, str_or(h, "class", "?"),
+			       (unsigned long long)cpu, bc ? " (broadcast)" : "",
+			       str_or(h, "gpa", "-"), (unsigned long long)age);
+			if (wait >= 0)
+				printf(", waiting for vcpu %lld", (long long)wait);
+			printf("\n");
+		}
 	}
 }
 
