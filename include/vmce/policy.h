@@ -258,6 +258,7 @@ VMCE_API int vmce_event_format_json(const struct vmce_event *ev, char *buf, size
 VMCE_API int vmce_hold_configure(struct vmce_vm *vm, unsigned max_records, unsigned timeout_ms,
 				 struct vmce_err *err);
 
+/* The state of the VM's held-record queue, filled by vmce_hold_status(). */
 struct vmce_hold_status {
 	unsigned count;	      /* plans held now */
 	unsigned max_records; /* the bound */
@@ -278,6 +279,7 @@ struct vmce_held_info {
 	int waiting_for; /* a vCPU the plan reaches that is still busy, or -1 */
 };
 
+/* Fill out with the held-record queue's state now (any thread). */
 VMCE_API void vmce_hold_status(struct vmce_vm *vm, struct vmce_hold_status *out);
 /* Copy up to max held plans (in release order); returns how many are held. */
 VMCE_API size_t vmce_hold_list(struct vmce_vm *vm, struct vmce_held_info *out, size_t max);
@@ -292,6 +294,7 @@ VMCE_API unsigned vmce_hold_poll(struct vmce_vm *vm);
  * held.  The KVM backend sets it (kvm.h); a VMM with its own vCPU loop sets its own.
  */
 typedef void (*vmce_kick_fn)(unsigned vcpu, void *opaque);
+/* Set the VM's kick callback (fn NULL: none); opaque is passed to it.  Any thread. */
 VMCE_API void vmce_set_kick_callback(struct vmce_vm *vm, vmce_kick_fn fn, void *opaque);
 
 /* ---- mce-inject text ---------------------------------------------------------------------- */
