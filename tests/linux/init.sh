@@ -5,7 +5,7 @@
 #   ping N      answer "VMCE-GUEST PONG N" (the host's proof that the guest is alive)
 #   victim [C]  start a process that owns a page and keeps loading from it (vmce-probe victim),
 #               pinned to CPU C when given
-#   freepage    print the guest-physical address of a free page
+#   freepage [N]  print the guest-physical address of a free page (of N free pages)
 #   victim?     say whether the victim still runs
 #   mcepoll N   make Linux poll the machine-check banks every second, wait for a poll, and
 #               say "VMCE-GUEST MCEPOLL-DONE N"
@@ -65,7 +65,7 @@ while read -r cmd arg; do
 		fi
 		;;
 	freepage)
-		/bin/vmce-probe freepage
+		/bin/vmce-probe freepage $arg
 		;;
 	mcepoll)
 		# Poll the banks every second from now on.  Changing the interval restarts the

@@ -6,8 +6,9 @@
  *   vmce-probe victim    own one anonymous page, print its guest-physical address, then keep
  *                        loading from it; a SIGBUS is reported with si_code, si_addr and
  *                        si_addr_lsb before the process exits with status 42.
- *   vmce-probe freepage  print the guest-physical address of a page the buddy allocator holds
- *                        free (from /proc/kpageflags), the highest one found.
+ *   vmce-probe freepage [N]  print the guest-physical address of a page the buddy allocator
+ *                        holds free (from /proc/kpageflags), the highest one found; with N, of
+ *                        the N highest free blocks (one line each).
  *
  * Every line it prints starts with "VMCE-PROBE " so that the host can find it among the
  * kernel's console output.
@@ -138,8 +139,9 @@ static int run_victim(void)
 	return 0;
 }
 
-static int run_freepage(void)
+static int run_freepage(unsigned long want)
 {
+	unsigned long found = 0;
 	uint64_t flags[KPF_SCAN_BATCH];
 	off_t size;
 	uint64_t nr_pfn, pfn;
@@ -168,13 +170,16 @@ static int run_freepage(void)
 			if (f == (1ULL << KPF_BUDDY)) {
 				printf("VMCE-PROBE FREEPAGE gpa=0x%llx\n",
 				       (unsigned long long)((pfn + i) * PAGE_SIZE));
-				close(fd);
-				return 0;
+				if (++found == want) {
+					close(fd);
+					return 0;
+				}
 			}
 		}
 	}
 	close(fd);
-	fprintf(stderr, "vmce-probe: no free page found in /proc/kpageflags\n");
+	fprintf(stderr, "vmce-probe: %lu of %lu free pages found in /proc/kpageflags\n", found,
+		want);
 	return 1;
 }
 
@@ -182,8 +187,16 @@ int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "victim"))
 		return run_victim();
-	if (argc == 2 && !strcmp(argv[1], "freepage"))
-		return run_freepage();
-	fprintf(stderr, "usage: vmce-probe victim|freepage\n");
+	if ((argc == 2 || argc == 3) && !strcmp(argv[1], "freepage")) {
+		char *end;
+		unsigned long n = argc == 3 ? strtoul(argv[2], &end, 10) : 1;
+
+		if (argc == 3 && (*end || n == 0 || n > 4096)) {
+			fprintf(stderr, "vmce-probe: freepage N: N is 1 to 4096\n");
+			return 2;
+		}
+		return run_freepage(n);
+	}
+	fprintf(stderr, "usage: vmce-probe victim|freepage [N]\n");
 	return 2;
 }
