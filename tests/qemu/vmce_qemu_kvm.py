@@ -235,9 +235,13 @@ def scenario_kvm(ctx):
     say("MSRs %s; #GP rules as docs/msr-contract.md (%d #GP); vmce counted %d reads, %d writes"
         % (msrs, vmce_gp, cpu0["msr-reads"], cpu0["msr-writes"]))
 
-    # 2. CMCI: KVM's in-kernel APIC has no LVT CMCI here: QEMU says so at start
+    # 2. CMCI: KVM's in-kernel APIC has no LVT CMCI here: QEMU says so at start, and the guest
+    #    sees max LVT 5 (so Linux ignores MCG_CAP.CMCI_P and polls)
     if CMCI_WARNING not in g.full_log():
         raise Fail("no warning that KVM's local APIC has no LVT CMCI")
+    line = g.key("a", r"^VMCE-KVM APIC maxlvt=")
+    if line != "VMCE-KVM APIC maxlvt=0x5":
+        raise Fail("KVM's local APIC: %r, expected max LVT 5 (no LVT CMCI)" % line)
 
     pid = g.proc.pid
     tid = g.vcpu_tid()
@@ -328,7 +332,45 @@ def scenario_kvm(ctx):
         (g.ready_seconds, time.time() - t0))
 
 
-SCENARIOS = {"kvm": scenario_kvm}
+def scenario_kvm_cmci(ctx):
+    """kernel-irqchip=off: QEMU's own local APIC (with vmce's LVT CMCI) under KVM."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise Skip("no usable /dev/kvm")
+    t0 = time.time()
+    g = KvmGuest(ctx, "kvm-cmci")
+    g.args[g.args.index("pc")] = "pc,kernel-irqchip=off"
+    ctx.guests.append(g)
+    g.start()
+    if CMCI_WARNING in g.full_log():
+        raise Fail("the LVT CMCI warning with QEMU's own APIC")
+    line = g.key("a", r"^VMCE-KVM APIC maxlvt=")
+    if line != "VMCE-KVM APIC maxlvt=0x6":
+        raise Fail("QEMU's local APIC: %r, expected max LVT 6 (LVT CMCI)" % line)
+    with g.cond:
+        start = len(g.lines)
+    g.inject(**{"class": "ucna", "gpa": 0x205000})
+    line = g.expect(r"^VMCE-KVM CMCI bank=0x1 .*addr=0x205000 ", WAIT, since=start)
+    g.expect(r"^VMCE-KVM CMCI done$", WAIT, since=start)
+    rec = parse_record(line)
+    ev = [e for e in g.vmce_events("delivered") if e.get("gpa") == 0x205000]
+    if not ev or ev[-1]["signal"] != "cmci" or ev[-1]["status"] != rec["status"]:
+        raise Fail("UCNA: the guest's CMCI read %s, vmce delivered %s" % (line, ev))
+    say("UCNA through LVT CMCI: %s" % line)
+    with g.cond:
+        start = len(g.lines)
+    g.inject(**{"class": "srao", "gpa": 0x206000})
+    expect_mc(g, start, 0x206000, SRAO_STATUS, 0x5, "vmce-inject srao")
+    line = g.key("c", r"^VMCE-KVM COUNT ")
+    if not line.startswith("VMCE-KVM COUNT mc=0x1 "):
+        raise Fail("counts: %r" % line)
+    g.reject(r"EXCEPTION|MC none", "unexpected guest exception")
+    g.key("q", r"^VMCE-KVM BYE$")
+    g.wait_exit(WAIT)
+    say("RESULT kvm_cmci: guest ready in %.1fs, whole scenario %.1fs" %
+        (g.ready_seconds, time.time() - t0))
+
+
+SCENARIOS = {"kvm": scenario_kvm, "kvm_cmci": scenario_kvm_cmci}
 
 
 class Ctx:

@@ -64,7 +64,16 @@ isr_mc:
 	popa
 	exc_return
 
-/* Any other exception: report its vector and stop. */
+/* The local APIC's LVT CMCI (vector 0x30). */
+	.globl isr_cmci
+isr_cmci:
+	pusha
+	cld
+	call cmci_handler
+	popa
+	exc_return
+
+/* Any other exception or vector: report it and stop. */
 	.macro other vec
 	.globl isr_\vec
 isr_\vec:
@@ -74,6 +83,7 @@ isr_\vec:
 	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,14,15,16,17,19,20,21,22,23,24,25,26,27,28,29,30,31
 	other \v
 	.endr
+	other 63
 
 	.data
 	.align 8
@@ -87,9 +97,9 @@ gdt_desc:
 	.align 8
 	.globl idt
 idt:
-	.fill 32, 8, 0
+	.fill 64, 8, 0
 idt_desc:
-	.word 32 * 8 - 1
+	.word 64 * 8 - 1
 	.long idt
 	.globl isr_table
 isr_table:
@@ -97,6 +107,11 @@ isr_table:
 	.long isr_8, isr_9, isr_10, isr_11, isr_12, isr_gp, isr_14, isr_15
 	.long isr_16, isr_17, isr_mc, isr_19, isr_20, isr_21, isr_22, isr_23
 	.long isr_24, isr_25, isr_26, isr_27, isr_28, isr_29, isr_30, isr_31
+	.globl isr_cmci_addr, isr_63_addr
+isr_cmci_addr:
+	.long isr_cmci
+isr_63_addr:
+	.long isr_63
 
 	.bss
 	.align 16

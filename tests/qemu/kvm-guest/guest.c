@@ -9,6 +9,8 @@
  * commands on COM1:
  *   p  poll: print and clear every bank with VAL (as Linux's poller)
  *   c  print the number of #MCs taken
+ *   a  enable the local APIC, print its max LVT entry, point LVT CMCI at
+ *      vector 0x30 and take interrupts: a CMCI prints and clears the banks
  *   q  leave through isa-debug-exit
  * Every output line starts with "VMCE-KVM".
  */
@@ -16,8 +18,12 @@
 
 #define COM1 0x3f8
 
-extern uint64_t idt[32];
-extern uint32_t isr_table[32];
+#define APIC 0xfee00000u
+#define CMCI_VECTOR 0x30
+#define SPURIOUS_VECTOR 0x3f
+
+extern uint64_t idt[64];
+extern uint32_t isr_table[32], isr_cmci_addr, isr_63_addr;
 volatile uint32_t gp_count;
 static volatile uint32_t mc_count;
 static unsigned nbanks;
@@ -84,15 +90,23 @@ static int wrmsr(uint32_t msr, uint64_t v)
 	return gp_count != before;
 }
 
+static uint64_t gate(uint32_t h)
+{
+	/* 32-bit interrupt gate, selector 0x08, present, DPL 0 */
+	return (h & 0xffff) | (0x08u << 16) | ((uint64_t)0x8e00 << 32) |
+	       ((uint64_t)(h >> 16) << 48);
+}
+
 void idt_init(void)
 {
-	for (int i = 0; i < 32; i++) {
-		uint32_t h = isr_table[i];
+	for (int i = 0; i < 64; i++)
+		idt[i] = gate(i < 32 ? isr_table[i] : isr_63_addr);
+	idt[CMCI_VECTOR] = gate(isr_cmci_addr);
+}
 
-		/* 32-bit interrupt gate, selector 0x08, present, DPL 0 */
-		idt[i] = (h & 0xffff) | (0x08u << 16) | ((uint64_t)0x8e00 << 32) |
-			 ((uint64_t)(h >> 16) << 48);
-	}
+static volatile uint32_t *apic_reg(uint32_t off)
+{
+	return (volatile uint32_t *)(APIC + off);
 }
 
 void bad_exception(uint32_t vec)
@@ -167,15 +181,41 @@ void mc_handler(void)
 	puts_("VMCE-KVM MC done\n");
 }
 
-static void poll_banks(void)
+static void scan_banks(const char *what)
 {
 	for (unsigned b = 0; b < nbanks; b++) {
 		if (rdmsr(0x401 + 4 * b, 0) >> 63) {
-			print_bank("POLL", b, rdmsr(0x17a, 0));
+			print_bank(what, b, rdmsr(0x17a, 0));
 			wrmsr(0x401 + 4 * b, 0);
 		}
 	}
-	puts_("VMCE-KVM POLL done\n");
+	puts_("VMCE-KVM ");
+	puts_(what);
+	puts_(" done\n");
+}
+
+/* LVT CMCI: report and clear the banks, as Linux's CMCI handler */
+void cmci_handler(void)
+{
+	scan_banks("CMCI");
+	*apic_reg(0xb0) = 0; /* EOI */
+}
+
+static void apic_setup(void)
+{
+	uint32_t maxlvt;
+
+	/* mask the 8259s (the firmware's timer would come through LINT0) */
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+	*apic_reg(0xf0) = 0x100 | SPURIOUS_VECTOR; /* software enable */
+	maxlvt = (*apic_reg(0x30) >> 16) & 0xff;
+	puts_("VMCE-KVM APIC maxlvt=");
+	puthex(maxlvt);
+	puts_("\n");
+	if (maxlvt >= 6)
+		*apic_reg(0x2f0) = CMCI_VECTOR; /* LVT CMCI, fixed, unmasked */
+	__asm__ volatile("sti");
 }
 
 void guest_main(void)
@@ -228,7 +268,9 @@ void guest_main(void)
 			char c = (char)inb(COM1);
 
 			if (c == 'p') {
-				poll_banks();
+				scan_banks("POLL");
+			} else if (c == 'a') {
+				apic_setup();
 			} else if (c == 'c') {
 				puts_("VMCE-KVM COUNT mc=");
 				puthex(mc_count);
