@@ -295,6 +295,14 @@ def scenario_kvm(ctx):
     g.qmp("cont")
     expect_mc(g, start, 0x203000, SRAO_STATUS, 0x5, "after stop, info registers, cont")
 
+    # 5b. the same race with a running vCPU: a register sync right behind each injection
+    for i, gpa in enumerate((0x206000, 0x207000, 0x208000)):
+        with g.cond:
+            start = len(g.lines)
+        g.inject(**{"class": "srao", "gpa": gpa})
+        g.hmp("info registers")
+        expect_mc(g, start, gpa, SRAO_STATUS, 0x5, "inject, info registers (%d)" % (i + 1))
+
     # 6. UCNA: forwarded to bank 1 for CMCI, which KVM's APIC cannot raise: no #MC, and the
     #    guest's poll finds the record
     with g.cond:
@@ -313,16 +321,16 @@ def scenario_kvm(ctx):
 
     # 7. exactly one #MC per error, no other exception, all #GP as expected
     line = g.key("c", r"^VMCE-KVM COUNT ")
-    want = "VMCE-KVM COUNT mc=0x4 gp=%#x" % sum(WANT_GP.values())
+    want = "VMCE-KVM COUNT mc=0x7 gp=%#x" % sum(WANT_GP.values())
     if line != want:
         raise Fail("counts: %r, expected %r" % (line, want))
     g.reject(r"EXCEPTION|MC none", "unexpected guest exception")
-    if len([l for l in g.console() if l.startswith("VMCE-KVM MC bank=")]) != 4:
-        raise Fail("the guest printed %d #MC records, expected 4" %
+    if len([l for l in g.console() if l.startswith("VMCE-KVM MC bank=")]) != 7:
+        raise Fail("the guest printed %d #MC records, expected 7" %
                    len([l for l in g.console() if l.startswith("VMCE-KVM MC bank=")]))
     cnt = g.qmp("query-vmce")
-    if (cnt["forwarded"], cnt["delivered"]) != (5, 5):
-        raise Fail("vmce counters: forwarded %d delivered %d, expected 5 5" %
+    if (cnt["forwarded"], cnt["delivered"]) != (8, 8):
+        raise Fail("vmce counters: forwarded %d delivered %d, expected 8 8" %
                    (cnt["forwarded"], cnt["delivered"]))
     g.key("q", r"^VMCE-KVM BYE$")
     rc = g.wait_exit(WAIT)
