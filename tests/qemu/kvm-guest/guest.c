@@ -11,6 +11,8 @@
  *   c  print the number of #MCs taken
  *   a  enable the local APIC, print its max LVT entry, point LVT CMCI at
  *      vector 0x30 and take interrupts: a CMCI prints and clears the banks
+ *   g  toggle a loop of #GP-raising MSR reads (MCG_CTL without CTL_P), so
+ *      that errors meet a #GP that KVM has still to inject
  *   q  leave through isa-debug-exit
  * Every output line starts with "VMCE-KVM".
  */
@@ -263,12 +265,17 @@ void guest_main(void)
 	__asm__ volatile("mov %0, %%cr4" : : "r"(cr4));
 	puts_("VMCE-KVM READY\n");
 
-	for (;;) {
+	for (int gp_loop = 0;;) {
+		if (gp_loop)
+			rdmsr(0x17b, 0);
 		if (inb(COM1 + 5) & 1) {
 			char c = (char)inb(COM1);
 
 			if (c == 'p') {
 				scan_banks("POLL");
+			} else if (c == 'g') {
+				gp_loop = !gp_loop;
+				puts_(gp_loop ? "VMCE-KVM GPLOOP on\n" : "VMCE-KVM GPLOOP off\n");
 			} else if (c == 'a') {
 				apic_setup();
 			} else if (c == 'c') {
