@@ -65,6 +65,11 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$libdir" ] || die "usage: build.sh --libvmce-build DIR [--out FILE]"
 libdir=$(cd "$libdir" && pwd) || die "no directory $libdir"
+# --out relative to the caller's directory (the build runs elsewhere)
+case $out in
+'' | /*) ;;
+*) out=$(pwd)/$out ;;
+esac
 [ -e "$libdir/libvmce.so" ] || die "$libdir/libvmce.so not found: build vmce first"
 [ -f "$patches/series" ] || die "$patches/series not found"
 
