@@ -951,7 +951,12 @@ def scenario_nested_mcip(ctx):
     va, gpa = g.start_victim()
     g.stop_in_user(0)
     g.mark()
-    g.inject(**{"class": "srao", "gpa": g_free_gpa(gpa)})
+    first = g.inject(**{"class": "srao", "gpa": g_free_gpa(gpa)})[0]
+    # The stopped vCPU applies the SRAO (MCIP set, #MC raised, not yet taken) before the SRAR
+    # comes: otherwise vmce holds the SRAR behind the queued #MC and delivers it after the
+    # handler, a different scenario.
+    g.wait_event(lambda e: e["event"] == "VMCE" and e["data"]["kind"] == "delivered" and
+                 e["data"]["seq"] > first["seq"], "the SRAO applied")
     g.inject(**{"class": "srar", "gpa": gpa, "cpu": 0})
     g.qmp("cont")
     fatal = g.wait_event(lambda e: e["event"] == "VMCE" and e["data"]["kind"] == "fatal",
