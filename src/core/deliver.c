@@ -118,20 +118,23 @@ int vmce_vcpu_deliver(struct vmce_vcpu *v, bool guest_cr4_mce, struct vmce_deliv
 
 	/*
 	 * The guest cleared MCIP since the last call: no #MC for this vCPU during its settle
-	 * time.  Then held records (hold.c): what is released for this vCPU is applied below.
+	 * time.  When the settle ends here, this vCPU became idle: release what waited for it
+	 * (hold.c); what is released for this vCPU is applied below.  Other calls leave the held
+	 * queue alone (the vCPU that becomes idle, an injector or vmce_hold_poll() release).
 	 */
 	if (atomic_load_explicit(&v->release_hint, memory_order_acquire) ||
 	    atomic_load_explicit(&v->settle_until, memory_order_relaxed)) {
 		uint64_t now = vmce__now_ns();
 
-		if (atomic_exchange_explicit(&v->release_hint, false, memory_order_acq_rel))
+		if (atomic_exchange_explicit(&v->release_hint, false, memory_order_acq_rel)) {
 			atomic_store_explicit(&v->settle_until, now + VMCE_SETTLE_NS,
 					      memory_order_release);
-		else if (now >= atomic_load_explicit(&v->settle_until, memory_order_relaxed))
+		} else if (now >= atomic_load_explicit(&v->settle_until, memory_order_relaxed)) {
 			atomic_store_explicit(&v->settle_until, 0, memory_order_release);
+			if (atomic_load_explicit(&vm->hold.count, memory_order_acquire))
+				vmce__hold_release(vm);
+		}
 	}
-	if (atomic_load_explicit(&vm->hold.count, memory_order_acquire))
-		vmce__hold_release(vm);
 again:
 	if (!dequeue(v, &q)) {
 		if (out) {
@@ -196,6 +199,9 @@ again:
 	vmce__write_end(v);
 
 	if (masked) {
+		/* No #MC after all: this vCPU may be idle now (hold.c). */
+		if (atomic_load_explicit(&vm->hold.count, memory_order_acquire))
+			vmce__hold_release(vm);
 		snprintf(reason, sizeof(reason),
 			 "vcpu %u: bank %d is disabled by the guest (MCi_CTL/MCG_CTL = 0): "
 			 "loaded, not signalled",

@@ -290,9 +290,26 @@ unsigned vmce__hold_release_locked(struct vmce_vm *vm, uint64_t *kicks)
 		unsigned n = count_of(h);
 
 		progress = false;
-		/* SRARs first: a vCPU that consumed poison waits for them. */
-		for (unsigned i = 0; h->nsrar && i < n; i++) {
-			if (at(h, i)->plan.cls != VMCE_CLASS_SRAR || !can_go(vm, &at(h, i)->plan))
+		/*
+		 * SRARs first: a vCPU that consumed poison waits for them.  Targets found busy
+		 * are remembered, so that a long queue is not looked at record by record once
+		 * every vCPU is known to be busy.
+		 */
+		uint64_t busy_mask[VMCE_KICK_WORDS] = {0};
+		unsigned nbusy = 0;
+
+		for (unsigned i = 0; h->nsrar && i < n && nbusy < vm->nr_vcpus; i++) {
+			const struct vmce_plan *pl = &at(h, i)->plan;
+			unsigned t = pl->target;
+
+			if (pl->cls != VMCE_CLASS_SRAR || (busy_mask[t / 64] >> (t % 64)) & 1)
+				continue;
+			if (vcpu_busy(&vm->vcpus[t], now)) {
+				busy_mask[t / 64] |= 1ull << (t % 64);
+				nbusy++;
+				continue;
+			}
+			if (!can_go(vm, pl))
 				continue;
 			release_one(vm, i, now, kicks);
 			released++;

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <vmce/policy.h>
@@ -115,7 +116,12 @@ static void *injector(void *arg)
 		/* -ENOBUFS: the held-record queue is full (SRARs waiting for their vCPU). */
 		while ((rc = vmce_handle_error(vm, &e, &plan, &err)) == -EBUSY || rc == -ENOBUFS) {
 			atomic_fetch_add(&refused, 1);
-			sched_yield();
+			/* A full queue: let the vCPUs drain it (the held-record queue takes 1024
+			 * records, so waiting beats retrying at once). */
+			if (rc == -ENOBUFS)
+				nanosleep(&(struct timespec){0, 100000}, NULL);
+			else
+				sched_yield();
 		}
 		if (rc || plan.verdict != VMCE_VERDICT_FORWARD) {
 			fail_once("injection %u: %d %s %s", id, rc, rc ? err.msg : "", plan.reason);

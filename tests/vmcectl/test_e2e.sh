@@ -56,12 +56,14 @@ FOLLOW_PID=$!
 expect_ok status --socket "$SOCK" --json
 jq_true '.ok and .state == "running" and .nr_vcpus == 2 and .poisoned.count == 0'
 jq_true '.profile == "intel,banks=2,ser,tes,cmci" and .mcg_cap == "0x1000c02"'
+jq_true '.held.count == 0 and .held.max == 1024 and .held.timeout_ms == 5000 and .held.records == []'
 export VMCE_SOCKET=$SOCK
 expect_ok status
 out_line '^state: +running '
 out_line '^profile: +intel,banks=2,ser,tes,cmci \(MCG_CAP 0x1000c02\)$'
 out_line '^0 +0x0 +0x0 +no +0 +0xffffffffffffffff '
 out_line '^poisoned pages: 0$'
+out_line '^held: +count=0 max=1024 timeout_ms=5000 stalled_ms=0 held=0 released=0 overflowed=0 expired=0$'
 
 # SRAO by class: forwarded, the guest offlines the page and goes on.
 expect_ok inject --srao --gpa 0x2000000
