@@ -378,6 +378,9 @@ int main(int argc, char **argv)
 			/* Held records: release what the vCPUs left, apply the hung-handler
 			 * timeout. */
 			held = vmce_hold_poll(vm->vmce);
+			/* A safety net: a vCPU with records still pending is kicked again (a
+			 * broadcast must reach every vCPU within the guest's 1 s rendezvous). */
+			vmce_kvm_kick_pending(vm->kvm);
 			if (lost)
 				fprintf(stderr,
 					"vmce-vm: %" PRIu64 " host memory-error signal(s) lost "
