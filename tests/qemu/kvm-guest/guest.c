@@ -18,10 +18,10 @@
  */
 #include <stdint.h>
 
-#define COM1 0x3f8
+#define COM1		0x3f8
 
-#define APIC 0xfee00000u
-#define CMCI_VECTOR 0x30
+#define APIC		0xfee00000u
+#define CMCI_VECTOR	0x30
 #define SPURIOUS_VECTOR 0x3f
 
 extern uint64_t idt[64];
@@ -87,7 +87,9 @@ static int wrmsr(uint32_t msr, uint64_t v)
 {
 	uint32_t before = gp_count;
 
-	__asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
+	__asm__ volatile("wrmsr"
+			 :
+			 : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
 			 : "memory");
 	return gp_count != before;
 }
