@@ -95,24 +95,6 @@ static inline bool cu_state_eq(const struct vmce_vcpu_state *a, const struct vmc
 	return true;
 }
 
-#ifndef VMCE_SIM_DELIVER
-#define VMCE_SIM_DELIVER
-/*
- * Deliver as a VMM whose guest runs between deliveries: the guest's handler has returned
- * since the last call (vmce_vcpu_guest_progress()), so records held until it cleared MCIP go
- * now.  Returns 1 when a record was applied, 0 when nothing is pending for this vCPU.
- */
-static inline int sim_deliver(struct vmce_vcpu *v, bool cr4_mce, struct vmce_delivery *d)
-{
-	for (;;) {
-		vmce_vcpu_guest_progress(v);
-		if (vmce_vcpu_deliver(v, cr4_mce, d))
-			return 1;
-		vmce_vcpu_guest_progress(v); /* and ran again after that delivery */
-		if (!vmce_vcpu_pending(v))
-			return 0;
-	}
-}
-#endif
+#include "sim_deliver.h"
 
 #endif /* VMCE_TESTS_CORE_UTIL_H */
