@@ -1112,24 +1112,28 @@ SCENARIOS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(scenarios=None, ctx_class=None, guest_option="--guest-env", doc=None):
+    """`list` and `run SCENARIO`; the KVM harness (vmce_qemu_kvm.py) passes its own scenarios,
+    context class and guest option."""
+    scenarios = SCENARIOS if scenarios is None else scenarios
+    ctx_class = Ctx if ctx_class is None else ctx_class
+    ap = argparse.ArgumentParser(description=(doc or __doc__).splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list")
     r = sub.add_parser("run")
-    r.add_argument("scenario", choices=sorted(SCENARIOS))
+    r.add_argument("scenario", choices=sorted(scenarios))
     r.add_argument("--qemu-env", required=True)
-    r.add_argument("--guest-env", required=True)
+    r.add_argument(guest_option, required=True)
     r.add_argument("--work", required=True)
     a = ap.parse_args()
     if a.cmd == "list":
-        print(" ".join(SCENARIOS))
+        print(" ".join(scenarios))
         return 0
     ctx = None
     try:
-        ctx = Ctx(a)
+        ctx = ctx_class(a)
         t0 = time.time()
-        SCENARIOS[a.scenario](ctx)
+        scenarios[a.scenario](ctx)
         say("PASS %s in %.1fs" % (a.scenario, time.time() - t0))
         return 0
     except Skip as e:

@@ -15,7 +15,6 @@ real SIGBUS signals (BUS_MCEERR_AO/AR) on QEMU's vCPU thread.
 Exit status: 0 pass, 1 fail (with the guest console and QEMU's output), 77 skipped (no usable
 /dev/kvm).
 """
-import argparse
 import ctypes
 import os
 import re
@@ -410,39 +409,7 @@ class Ctx:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list")
-    r = sub.add_parser("run")
-    r.add_argument("scenario", choices=sorted(SCENARIOS))
-    r.add_argument("--qemu-env", required=True)
-    r.add_argument("--guest", required=True)
-    r.add_argument("--work", required=True)
-    a = ap.parse_args()
-    if a.cmd == "list":
-        print(" ".join(SCENARIOS))
-        return 0
-    ctx = None
-    try:
-        ctx = Ctx(a)
-        t0 = time.time()
-        SCENARIOS[a.scenario](ctx)
-        say("PASS %s in %.1fs" % (a.scenario, time.time() - t0))
-        return 0
-    except Skip as e:
-        say("SKIP: %s" % e)
-        return 77
-    except (Fail, QmpError) as e:
-        say("FAIL [%s]: %s" % (a.scenario, e))
-        for g in (ctx.guests if ctx else []):
-            print("---- %s: guest console (last 40 lines) ----" % g.name)
-            with g.cond:
-                print("\n".join(g.lines[-40:]))
-            print("---- %s: QEMU output ----\n%s" % (g.name, g.qemu_log()))
-        return 1
-    finally:
-        for g in (ctx.guests if ctx else []):
-            g.close()
+    return vmce_qemu.main(SCENARIOS, Ctx, "--guest", __doc__)
 
 
 if __name__ == "__main__":
