@@ -29,6 +29,8 @@
 
 #include <vmce/policy.h>
 
+#include "sim_deliver.h"
+
 #define NR_VCPUS     4
 #define NR_INJECTORS 8
 /* The same count under ThreadSanitizer: it stays a few seconds. */
@@ -46,18 +48,6 @@
 
 static struct vmce_vm *vm;
 
-/* Deliver as a VMM whose guest ran since the last delivery (its handler returned). */
-static int sim_deliver(struct vmce_vcpu *v, bool cr4_mce, struct vmce_delivery *d)
-{
-	for (;;) {
-		vmce_vcpu_guest_progress(v);
-		if (vmce_vcpu_deliver(v, cr4_mce, d))
-			return 1;
-		vmce_vcpu_guest_progress(v); /* and ran again after that delivery */
-		if (!vmce_vcpu_pending(v))
-			return 0;
-	}
-}
 static atomic_uint seen[NR_INJECT];
 static atomic_uint injectors_done;
 static atomic_ulong refused, msr_ops, deliveries, snapshots;

@@ -25,18 +25,7 @@
 #include <vmce/migrate.h>
 #include <vmce/policy.h>
 
-/* Deliver as a VMM whose guest ran since the last delivery (its handler returned). */
-static int sim_deliver(struct vmce_vcpu *v, bool cr4_mce, struct vmce_delivery *d)
-{
-	for (;;) {
-		vmce_vcpu_guest_progress(v);
-		if (vmce_vcpu_deliver(v, cr4_mce, d))
-			return 1;
-		vmce_vcpu_guest_progress(v); /* and ran again after that delivery */
-		if (!vmce_vcpu_pending(v))
-			return 0;
-	}
-}
+#include "sim_deliver.h"
 
 #define PROFILE "intel,banks=2,ser,tes,cmci"
 
