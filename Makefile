@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
 # Debian packages the build and the tests need.
-DEB_PKGS := build-essential cmake pkg-config libcmocka-dev clang libclang-rt-14-dev \
+DEB_PKGS := build-essential cmake pkg-config libcmocka-dev libjansson-dev clang libclang-rt-14-dev \
 	clang-format valgrind jq groff-base python3 qemu-system-x86 busybox-static cpio spin \
 	abigail-tools debhelper dpkg-dev fakeroot lintian bash-completion $(QEMU_BUILD_PKGS)
 # Building QEMU with vmce's patch series (qemu/build.sh, run by make test).
