@@ -77,7 +77,7 @@ class Guest:
     """One QEMU process: console over a UNIX socket, QMP over another."""
 
     def __init__(self, ctx, name, cpus=1, cpu=CPU_INTEL, vmce=DEFAULT_PROFILE, json_object=False,
-                 extra=(), incoming=False):
+                 extra=(), incoming=False, qemu=None, wait=True):
         self.ctx = ctx
         self.name = name
         self.dir = os.path.join(ctx.work, "run-" + name)
@@ -93,7 +93,8 @@ class Guest:
         self.cond = threading.Condition()
         self.proc = None
         self.nonce = 0
-        args = [ctx.qemu, "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
+        self.wait = wait
+        args = [qemu or ctx.qemu, "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
                 "-accel", "tcg", "-machine", "pc", "-cpu", cpu, "-smp", str(cpus),
                 "-m", str(GUEST_MEM_MB), "-nodefaults", "-display", "none", "-no-reboot",
                 "-kernel", ctx.kernel, "-initrd", ctx.initrd, "-append", KERNEL_ARGS,
@@ -126,7 +127,7 @@ class Guest:
         threading.Thread(target=self._read_console, daemon=True).start()
         threading.Thread(target=self._read_qmp, daemon=True).start()
         self.qmp("qmp_capabilities")
-        if self.incoming or "-incoming" in self.args:
+        if self.incoming or "-incoming" in self.args or not self.wait:
             return self
         t0 = time.time()
         m = self.expect(r"VMCE-GUEST READY", BOOT_TIMEOUT)
@@ -392,6 +393,8 @@ class Ctx:
         self.work = a.work
         os.makedirs(self.work, exist_ok=True)
         self.guests = []
+        # Debian's QEMU, without vmce: the source of the adoption scenarios
+        self.stock_qemu = "/usr/bin/qemu-system-x86_64"
 
     def guest(self, *args, **kw):
         g = Guest(self, *args, **kw)
@@ -601,6 +604,136 @@ def scenario_mig_race(ctx):
            "(carried as state), %d refused there after the final save and injected at the "
            "destination; each handled exactly once" % (RACE_ROUNDS, where["source"],
                                                         where["destination"]))
+
+
+# ---- from QEMU without vmce ----------------------------------------------------------------------
+
+# What a destination needs to adopt a guest of QEMU's own MCA (MCG_CAP 0x100010a: 10 banks, CTL_P,
+# SER_P): ctl and ser, and a read-as-zero window over the banks it does not back.
+ADOPT_PROFILE = "intel,banks=2,ser,tes,cmci,ctl,compat=10"
+ADOPTED = "intel,banks=2,compat=10,ser,ctl"  # the profile the adopted guest keeps
+
+
+def stock_guest(ctx, name, **kw):
+    if not os.access(ctx.stock_qemu, os.X_OK):
+        raise Fail("%s (Debian's qemu-system-x86) is missing: make deps installs it" %
+                   ctx.stock_qemu)
+    return ctx.guest(name, vmce=None, qemu=ctx.stock_qemu, **kw)
+
+
+def migrate_ok(src, dst):
+    migrate(src, dst)
+    info = wait_migration(src)
+    if info["status"] != "completed":
+        raise Fail("migration %s -> %s %s: %s" % (src.name, dst.name, info["status"],
+                                                  info.get("error-desc")))
+    wait_running(dst)
+    return info
+
+
+def migrate_refused(src, dst, want):
+    """The destination refuses: the migration fails, dst exits saying why, src runs on."""
+    migrate(src, dst)
+    info = wait_migration(src)
+    if info["status"] != "failed":
+        raise Fail("%s took the guest (%s); it should have refused" % (dst.name, info["status"]))
+    dst.wait_exit(30)
+    m = re.search(want, dst.qemu_log())
+    if not m:
+        raise Fail("%s does not say why it refused: %s" % (dst.name, dst.qemu_log()))
+    wait_running(src)
+    return m.group(0)
+
+
+def window_use(g):
+    """(reads, writes) of banks in the read-as-zero window, and #GPs, over every vCPU."""
+    by, _ = msr_counts(g.qmp("query-vmce"))
+    w = by.get("window", [0, 0, 0])
+    return w[0], w[1], sum(v[2] for v in by.values())
+
+
+def adopt_and_recover(g):
+    """An SRAO on an adopted guest: recovered, every bank the guest saw at boot still polled
+    (window reads), no #GP, no MCA warning."""
+    r0, w0, gp0 = window_use(g)
+    gpa = g.free_page()
+    g.mark()
+    g.inject(**{"class": "srao", "gpa": gpa})
+    line = expect_recovered(g, gpa)
+    g.alive()
+    r1, w1, gp1 = window_use(g)
+    check_no_trouble(g)
+    if gp1:
+        raise Fail("the guest took %d #GP on machine-check MSRs" % gp1)
+    if r1 - r0 < 8:
+        raise Fail("the #MC handler read %d window registers, not banks 2-9" % (r1 - r0))
+    return line, r1 - r0
+
+
+def scenario_mig_stock(ctx):
+    """Test 5: stock QEMU -> QEMU with vmce; the reverse fails; a guest without MCA is refused."""
+    src = stock_guest(ctx, "mig_stock_src", cpus=2)
+    seen = bank_files(src)
+    if seen != [str(b) for b in range(10)]:
+        raise Fail("under QEMU's own MCA the guest lists banks %s, not 0-9" % seen)
+    noctl = ctx.guest("mig_stock_noctl", cpus=2, vmce="intel,banks=2,ser,tes,cmci,compat=10",
+                      incoming=True)
+    why_ctl = migrate_refused(src, noctl, r"vmce: incoming migration refused: .*")
+    dst = ctx.guest("mig_stock_dst", cpus=2, vmce=ADOPT_PROFILE, incoming=True)
+    info = migrate_ok(src, dst)
+    m = re.search(r"vmce: adopted a guest .*", dst.qemu_log())
+    if not m:
+        raise Fail("the destination does not say it adopted the guest: %s" % dst.qemu_log())
+    q = dst.qmp("query-vmce")
+    if q["profile"] != ADOPTED or q["backing"] == q["profile"]:
+        raise Fail("adopted as %s (backing %s), not %s" % (q["profile"], q["backing"], ADOPTED))
+    line, reads = adopt_and_recover(dst)
+    after = bank_files(dst)
+    if after != seen:
+        raise Fail("after the migration Linux lists banks %s, not %s" % (after, seen))
+    # The reverse direction fails cleanly: QEMU without vmce does not know the section.
+    v = ctx.guest("mig_stock_vmce_src")
+    plain = stock_guest(ctx, "mig_stock_to_stock", incoming=True)
+    why_rev = migrate_refused(v, plain, r".*'vmce'.*")
+    v.alive()
+    # A guest without any MCA cannot be adopted.
+    nomca = stock_guest(ctx, "mig_stock_nomca_src", cpu=CPU_INTEL + ",-mca,-mce", wait=False)
+    d2 = ctx.guest("mig_stock_nomca_dst", vmce=ADOPT_PROFILE, cpu=CPU_INTEL + ",-mca,-mce",
+                   incoming=True)
+    why_nomca = migrate_refused(nomca, d2, r"vmce: incoming migration refused: .*")
+    result("mig_stock", "10 banks at boot under QEMU's own MCA; %s; migrated in %d ms (downtime "
+           "%d ms); %s; profile %s; SRAO: %s, %d window reads in the #MC handler, no #GP, "
+           "banks listed after: %s; vmce -> QEMU without vmce: %s; no MCA: %s" %
+           (why_ctl, info.get("total-time", -1), info.get("downtime", -1), m.group(0),
+            q["profile"], line, reads, ",".join(after), why_rev.strip(), why_nomca))
+
+
+def scenario_mig_window(ctx):
+    """Test 6: an adopted guest (banks 2-9 read as zero) migrates on: a narrower window is
+    refused, an equal or wider one accepted, and the window keeps reading as zero."""
+    src = stock_guest(ctx, "mig_window_stock")
+    a = ctx.guest("mig_window_a", vmce=ADOPT_PROFILE, incoming=True)
+    migrate_ok(src, a)
+    src.close()
+    narrow = ctx.guest("mig_window_narrow", vmce="intel,banks=2,ser,tes,cmci,ctl,compat=8",
+                       incoming=True)
+    why = migrate_refused(a, narrow, r"vmce: incoming migration refused: .*")
+    line0, reads0 = adopt_and_recover(a)
+    equal = ctx.guest("mig_window_equal", vmce=ADOPT_PROFILE, incoming=True)
+    migrate_ok(a, equal)
+    a.close()
+    line1, reads1 = adopt_and_recover(equal)
+    wider = ctx.guest("mig_window_wider", vmce="intel,banks=4,ser,tes,cmci,ctl,lmce,compat=16",
+                      incoming=True)
+    migrate_ok(equal, wider)
+    q = wider.qmp("query-vmce")
+    if q["profile"] != ADOPTED:
+        raise Fail("the guest's profile changed to %s on a wider destination" % q["profile"])
+    line2, reads2 = adopt_and_recover(wider)
+    result("mig_window", "adopted as %s; compat=8 refused: %s; the source recovers (%d window "
+           "reads, no #GP); compat=10 accepted: %d window reads; banks=4,compat=16 accepted "
+           "(backing %s, guest keeps %s): %s, %d window reads, no #GP" %
+           (ADOPTED, why, reads0, reads1, q["backing"], q["profile"], line2, reads2))
 
 
 def vmce_section(data):
@@ -1108,6 +1241,8 @@ SCENARIOS = {
     "mig_srao_during_copy": scenario_mig_srao_during_copy,
     "mig_refused": scenario_mig_refused,
     "mig_malformed": scenario_mig_malformed,
+    "mig_stock": scenario_mig_stock,
+    "mig_window": scenario_mig_window,
     "mig_race": scenario_mig_race,
 }
 
