@@ -77,7 +77,7 @@ class Guest:
     """One QEMU process: console over a UNIX socket, QMP over another."""
 
     def __init__(self, ctx, name, cpus=1, cpu=CPU_INTEL, vmce=DEFAULT_PROFILE, json_object=False,
-                 extra=(), incoming=False, qemu=None, wait=True):
+                 extra=(), incoming=False, qemu=None, wait=True, reboot=False):
         self.ctx = ctx
         self.name = name
         self.dir = os.path.join(ctx.work, "run-" + name)
@@ -96,10 +96,12 @@ class Guest:
         self.wait = wait
         args = [qemu or ctx.qemu, "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
                 "-accel", "tcg", "-machine", "pc", "-cpu", cpu, "-smp", str(cpus),
-                "-m", str(GUEST_MEM_MB), "-nodefaults", "-display", "none", "-no-reboot",
+                "-m", str(GUEST_MEM_MB), "-nodefaults", "-display", "none",
                 "-kernel", ctx.kernel, "-initrd", ctx.initrd, "-append", KERNEL_ARGS,
                 "-serial", "unix:%s,server=on,wait=on" % self.serial_path,
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+        if not reboot:
+            args.append("-no-reboot")
         if vmce is not None:
             if json_object:
                 args += ["-object", json.dumps({"qom-type": "vmce", "id": "vmce0",
@@ -724,16 +726,28 @@ def scenario_mig_window(ctx):
     a.close()
     line1, reads1 = adopt_and_recover(equal)
     wider = ctx.guest("mig_window_wider", vmce="intel,banks=4,ser,tes,cmci,ctl,lmce,compat=16",
-                      incoming=True)
+                      incoming=True, reboot=True)
     migrate_ok(equal, wider)
     q = wider.qmp("query-vmce")
     if q["profile"] != ADOPTED:
         raise Fail("the guest's profile changed to %s on a wider destination" % q["profile"])
     line2, reads2 = adopt_and_recover(wider)
+    # A reset keeps the adopted profile (it is the VM's until QEMU restarts): Linux boots again
+    # and now sees the 2 banks MCG_CAP says, and the window is still there.
+    wider.mark()
+    wider.qmp("system_reset")
+    wider.expect(r"VMCE-GUEST READY", BOOT_TIMEOUT)
+    q2 = wider.qmp("query-vmce")
+    banks = bank_files(wider)
+    if q2["profile"] != ADOPTED or banks != ["0", "1"]:
+        raise Fail("after a reset: profile %s, banks %s" % (q2["profile"], banks))
+    check_no_trouble(wider)
     result("mig_window", "adopted as %s; compat=8 refused: %s; the source recovers (%d window "
            "reads, no #GP); compat=10 accepted: %d window reads; banks=4,compat=16 accepted "
-           "(backing %s, guest keeps %s): %s, %d window reads, no #GP" %
-           (ADOPTED, why, reads0, reads1, q["backing"], q["profile"], line2, reads2))
+           "(backing %s, guest keeps %s): %s, %d window reads, no #GP; after a reset the guest "
+           "keeps %s and lists banks %s" %
+           (ADOPTED, why, reads0, reads1, q["backing"], q["profile"], line2, reads2,
+            q2["profile"], ",".join(banks)))
 
 
 def vmce_section(data):
