@@ -2,14 +2,14 @@
 /*
  * vmcectl profile: the text form of a guest profile, parsed, printed and checked.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <vmce/migrate.h>
+#include <jansson.h>
 #include <vmce/vmce.h>
 
+#include "level.h"
 #include "vmcectl.h"
 
 static const char profile_help[] =
@@ -80,125 +80,27 @@ static void print_parsed(const struct vmce_profile *p, const char *canon)
 			printf("  %-7s %s\n", caps[i].name, caps[i].text);
 }
 
-static void print_parsed_json(const struct vmce_profile *p, const char *canon)
+static int print_parsed_json(const struct vmce_profile *p, const char *canon)
 {
-	bool first = true;
+	char mcg_cap[24];
+	json_t *caps_arr = json_array(), *j;
+	char *out;
 
-	printf("{\"profile\":");
-	json_put_string(stdout, canon);
-	printf(",\"vendor\":\"%s\",\"banks\":%u,\"report_bank\":%u,\"compat_banks\":%u,"
-	       "\"mcg_cap\":\"0x%llx\",\"caps\":[",
-	       p->vendor == VMCE_VENDOR_AMD ? "amd" : "intel", p->banks, p->report_bank,
-	       p->compat_banks, (unsigned long long)vmce_profile_mcg_cap(p));
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
-		if (!(p->caps & caps[i].cap))
-			continue;
-		printf("%s\"%s\"", first ? "" : ",", caps[i].name);
-		first = false;
-	}
-	printf("]}\n");
-}
-
-/* Read a host description file: at most VMCE_HOST_DESC_MAX_LEN bytes, NUL-terminated. */
-static char *read_host_file(const char *path)
-{
-	char *buf = malloc(VMCE_HOST_DESC_MAX_LEN + 2);
-	FILE *f;
-	size_t n;
-
-	if (!buf) {
-		fail("%.200s: out of memory", path);
-		return NULL;
-	}
-	f = fopen(path, "rb");
-	if (!f) {
-		fail("%.200s: cannot open: %s", path, strerror(errno));
-		free(buf);
-		return NULL;
-	}
-	n = fread(buf, 1, VMCE_HOST_DESC_MAX_LEN + 1, f);
-	if (ferror(f)) {
-		fail("%.200s: cannot read: %s", path, strerror(errno));
-		fclose(f);
-		free(buf);
-		return NULL;
-	}
-	fclose(f);
-	if (n > VMCE_HOST_DESC_MAX_LEN) {
-		fail("%.200s: longer than %d bytes (a host description is one small JSON object)",
-		     path, VMCE_HOST_DESC_MAX_LEN);
-		free(buf);
-		return NULL;
-	}
-	if (memchr(buf, '\0', n)) {
-		fail("%.200s: contains a NUL byte (not a JSON text)", path);
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
-static int profile_level(char **files, size_t n, const char *want_text, bool json)
-{
-	struct vmce_profile want;
-	struct vmce_level_result *res;
-	struct vmce_host_desc desc;
-	struct vmce_err err = {{0}};
-	char **texts;
-	char *out = NULL;
-	int rc = EXIT_FAIL, len;
-
-	if (n > VMCE_LEVEL_MAX_HOSTS)
-		return usage_error("%zu host files (at most %d)", n, VMCE_LEVEL_MAX_HOSTS);
-	if (want_text) {
-		if (vmce_profile_parse(want_text, &want, &err) ||
-		    vmce_profile_validate(&want, &err))
-			return usage_error("--want: invalid profile '%.64s': %s", want_text,
-					   err.msg);
-	}
-	texts = calloc(n, sizeof(*texts));
-	res = calloc(1, sizeof(*res));
-	if (!texts || !res) {
-		free(texts);
-		free(res);
+	for (size_t i = 0; caps_arr && i < sizeof(caps) / sizeof(caps[0]); i++)
+		if (p->caps & caps[i].cap)
+			json_array_append_new(caps_arr, json_string(caps[i].name));
+	snprintf(mcg_cap, sizeof(mcg_cap), "0x%llx", (unsigned long long)vmce_profile_mcg_cap(p));
+	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "profile", canon, "vendor",
+		      p->vendor == VMCE_VENDOR_AMD ? "amd" : "intel", "banks", (json_int_t)p->banks,
+		      "report_bank", (json_int_t)p->report_bank, "compat_banks",
+		      (json_int_t)p->compat_banks, "mcg_cap", mcg_cap, "caps", caps_arr);
+	out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!out)
 		return fail("out of memory");
-	}
-	for (size_t i = 0; i < n; i++) {
-		texts[i] = read_host_file(files[i]);
-		if (!texts[i])
-			goto out;
-		/* Check each file on its own so that the message names it. */
-		if (vmce_host_desc_parse(texts[i], strlen(texts[i]), &desc, &err)) {
-			fail("%.200s: %s", files[i], err.msg);
-			goto out;
-		}
-	}
-	if (vmce_level_hosts((const char *const *)texts, n, want_text ? &want : NULL, res, &err)) {
-		fail("no profile fits the pool: %s", err.msg);
-		goto out;
-	}
-	len = json ? vmce_level_format_json(res, NULL, 0) : vmce_level_format(res, NULL, 0);
-	out = malloc((size_t)len + 1);
-	if (!out) {
-		fail("out of memory");
-		goto out;
-	}
-	if (json)
-		vmce_level_format_json(res, out, (size_t)len + 1);
-	else
-		vmce_level_format(res, out, (size_t)len + 1);
-	fputs(out, stdout);
-	if (json)
-		putchar('\n');
-	rc = EXIT_OK;
-out:
-	for (size_t i = 0; i < n; i++)
-		free(texts[i]);
-	free(texts);
-	free(res);
+	puts(out);
 	free(out);
-	return rc;
+	return EXIT_OK;
 }
 
 int cmd_profile(int argc, char **argv)
@@ -239,7 +141,8 @@ int cmd_profile(int argc, char **argv)
 	if (!strcmp(action, "level")) {
 		if (optind >= argc)
 			return usage_error("level needs at least one HOST.json file");
-		return profile_level(argv + optind, (size_t)(argc - optind), want, json);
+		return profile_level(argv + optind, (size_t)(argc - optind), want,
+				     json ? LEVEL_JSON : LEVEL_TEXT);
 	}
 	if (want)
 		return usage_error("--want applies to 'profile level' only");
@@ -270,7 +173,7 @@ int cmd_profile(int argc, char **argv)
 	else if (!strcmp(action, "validate"))
 		printf("valid: %s\n", canon);
 	else if (json)
-		print_parsed_json(&p, canon);
+		return print_parsed_json(&p, canon);
 	else
 		print_parsed(&p, canon);
 	return EXIT_OK;
