@@ -52,7 +52,7 @@ json_t *jparse(const char *text, size_t len, size_t flags, char *why, size_t why
 		snprintf(why, whylen, "%s at byte %d", e.text, jerr_offset(&e));
 		return NULL;
 	}
-	if (too_deep(v, 1)) {
+	if (too_deep(v, 0)) {
 		json_decref(v);
 		snprintf(why, whylen, "nested too deeply (more than %d levels)", JSON_MAX_DEPTH);
 		return NULL;

@@ -12,14 +12,14 @@
 
 #include <jansson.h>
 
-#define JSON_MAX_DEPTH 32 /* arrays and objects nested deeper are refused */
+#define JSON_MAX_DEPTH 32 /* arrays and objects inside the top one nested deeper: refused */
 
 /* The byte offset where the token Jansson's error is about starts (its position is the byte
  * after that token). */
 int jerr_offset(const json_error_t *e);
 
-/* Parse text[0, len) as one JSON object or array, no deeper than JSON_MAX_DEPTH, without NUL
- * bytes.  Returns the value, or NULL with why[] saying what was wrong and at which byte. */
+/* Parse text[0, len) as one JSON value (flags: Jansson's, e.g. JSON_DECODE_ANY), with at most
+ * JSON_MAX_DEPTH levels inside the top one, without NUL bytes.  Returns the value, or NULL with why[] saying what was wrong and at which byte. */
 json_t *jparse(const char *text, size_t len, size_t flags, char *why, size_t whylen);
 
 /* Typed lookups of an object's member: false (or dflt) when absent or of another type. */

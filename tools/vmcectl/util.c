@@ -244,20 +244,25 @@ int bad_option(int c, char **argv)
 	return usage_error("unknown option '-%c'", optopt);
 }
 
-void json_put_string(FILE *f, const char *s)
+int parse_options(int argc, char **argv, const struct option *opts, const char *help, opt_fn *fn,
+		  void *ctx)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	int c, rc;
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return -1;
+		}
+		if (c == '?' || c == ':')
+			return bad_option(c, argv);
+		rc = fn(c, optarg, ctx);
+		if (rc)
+			return rc;
 	}
-	fputc('"', f);
+	return 0;
 }
 
 const char *mcg_status_names(uint64_t v, char *buf, size_t len)

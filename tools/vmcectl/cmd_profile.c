@@ -103,62 +103,13 @@ static int print_parsed_json(const struct vmce_profile *p, const char *canon)
 	return EXIT_OK;
 }
 
-int cmd_profile(int argc, char **argv)
+/* parse, print or validate a profile TEXT (NULL: the default profile). */
+static int profile_show(const char *action, const char *text, bool json)
 {
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"want", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	struct vmce_profile p;
 	struct vmce_err err = {{0}};
-	const char *action, *text = NULL, *want = NULL;
+	struct vmce_profile p;
 	char canon[256];
-	bool json = false;
-	int c;
 
-	opterr = 0;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			fputs(profile_help, stdout);
-			return EXIT_OK;
-		case 'j':
-			json = true;
-			break;
-		case 'w':
-			want = optarg;
-			break;
-		default:
-			return bad_option(c, argv);
-		}
-	}
-	if (optind >= argc)
-		return usage_error("no action given (expected parse, print, validate or level)");
-	action = argv[optind++];
-	if (!strcmp(action, "level")) {
-		if (optind >= argc)
-			return usage_error("level needs at least one HOST.json file");
-		return profile_level(argv + optind, (size_t)(argc - optind), want,
-				     json ? LEVEL_JSON : LEVEL_TEXT);
-	}
-	if (want)
-		return usage_error("--want applies to 'profile level' only");
-	if (strcmp(action, "parse") && strcmp(action, "print") && strcmp(action, "validate"))
-		return usage_error("unknown action '%.32s' (expected parse, print, validate or "
-				   "level)",
-				   action);
-	if (optind < argc)
-		text = argv[optind++];
-	if (optind < argc)
-		return usage_error("unexpected argument '%.64s' (one profile TEXT only)",
-				   argv[optind]);
-	if (json && strcmp(action, "parse"))
-		return usage_error("--json applies to 'profile parse' and 'profile level' only");
-	if (!text && !strcmp(action, "validate"))
-		return usage_error("validate needs a profile TEXT");
 	if (text) {
 		if (vmce_profile_parse(text, &p, &err))
 			return fail("invalid profile '%.64s': %s", text, err.msg);
@@ -177,4 +128,61 @@ int cmd_profile(int argc, char **argv)
 	else
 		print_parsed(&p, canon);
 	return EXIT_OK;
+}
+
+struct profile_args {
+	const char *want;
+	bool json;
+};
+
+static int profile_opt(int c, const char *arg, void *ctx)
+{
+	struct profile_args *a = ctx;
+
+	if (c == 'j')
+		a->json = true;
+	else
+		a->want = arg;
+	return 0;
+}
+
+int cmd_profile(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"want", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct profile_args a = {NULL, false};
+	const char *action, *text = NULL;
+	int rc = parse_options(argc, argv, opts, profile_help, profile_opt, &a);
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (optind >= argc)
+		return usage_error("no action given (expected parse, print, validate or level)");
+	action = argv[optind++];
+	if (!strcmp(action, "level")) {
+		if (optind >= argc)
+			return usage_error("level needs at least one HOST.json file");
+		return profile_level(argv + optind, (size_t)(argc - optind), a.want,
+				     a.json ? LEVEL_JSON : LEVEL_TEXT);
+	}
+	if (a.want)
+		return usage_error("--want applies to 'profile level' only");
+	if (strcmp(action, "parse") && strcmp(action, "print") && strcmp(action, "validate"))
+		return usage_error("unknown action '%.32s' (expected parse, print, validate or "
+				   "level)",
+				   action);
+	if (optind < argc)
+		text = argv[optind++];
+	if (optind < argc)
+		return usage_error("unexpected argument '%.64s' (one profile TEXT only)",
+				   argv[optind]);
+	if (a.json && strcmp(action, "parse"))
+		return usage_error("--json applies to 'profile parse' and 'profile level' only");
+	if (!text && !strcmp(action, "validate"))
+		return usage_error("validate needs a profile TEXT");
+	return profile_show(action, text, a.json);
 }
