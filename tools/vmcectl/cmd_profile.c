@@ -36,20 +36,6 @@ static const char profile_help[] =
 	"  --want PROFILE  level: the profile wanted (default: all the pool allows)\n"
 	"  -h, --help      show this help\n";
 
-struct capdesc {
-	uint32_t cap;
-	const char *name, *text;
-};
-
-static const struct capdesc caps[] = {
-	{VMCE_CAP_SER, "ser", "software error recovery (MCG_SER_P): SRAO/SRAR"},
-	{VMCE_CAP_TES, "tes", "threshold-based error status (MCG_TES_P)"},
-	{VMCE_CAP_CMCI, "cmci", "corrected machine-check interrupt (MCG_CMCI_P, MCi_CTL2)"},
-	{VMCE_CAP_LMCE, "lmce", "local machine check (MCG_LMCE_P, MCG_EXT_CTL)"},
-	{VMCE_CAP_SUCCOR, "succor", "recoverable MCA (CPUID 0x80000007 EBX bit 1)"},
-	{VMCE_CAP_CTL, "ctl", "global control register (MCG_CTL_P, MCG_CTL)"},
-};
-
 static void print_parsed(const struct vmce_profile *p, const char *canon)
 {
 	uint64_t cap = vmce_profile_mcg_cap(p);
@@ -75,9 +61,9 @@ static void print_parsed(const struct vmce_profile *p, const char *canon)
 		if (cap & capbits[i].bit)
 			printf(" %s", capbits[i].name);
 	printf(")\ncapabilities:%s\n", p->caps ? "" : " none");
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		if (p->caps & caps[i].cap)
-			printf("  %-7s %s\n", caps[i].name, caps[i].text);
+	for (size_t i = 0; i < NR_CAPS; i++)
+		if (p->caps & capdescs[i].cap)
+			printf("  %-7s %s\n", capdescs[i].name, capdescs[i].text);
 }
 
 static int print_parsed_json(const struct vmce_profile *p, const char *canon)
@@ -86,9 +72,9 @@ static int print_parsed_json(const struct vmce_profile *p, const char *canon)
 	json_t *caps_arr = json_array(), *j;
 	char *out;
 
-	for (size_t i = 0; caps_arr && i < sizeof(caps) / sizeof(caps[0]); i++)
-		if (p->caps & caps[i].cap)
-			json_array_append_new(caps_arr, json_string(caps[i].name));
+	for (size_t i = 0; caps_arr && i < NR_CAPS; i++)
+		if (p->caps & capdescs[i].cap)
+			json_array_append_new(caps_arr, json_string(capdescs[i].name));
 	snprintf(mcg_cap, sizeof(mcg_cap), "0x%llx", (unsigned long long)vmce_profile_mcg_cap(p));
 	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "profile", canon, "vendor",
 		      p->vendor == VMCE_VENDOR_AMD ? "amd" : "intel", "banks", (json_int_t)p->banks,

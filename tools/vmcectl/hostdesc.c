@@ -20,18 +20,6 @@
 #define STR_MAX	 63
 #define CAPS_MAX 16
 
-static const struct {
-	const char *name;
-	uint32_t cap;
-	bool intel, amd;
-} caps_tab[] = {
-	{"ser", VMCE_CAP_SER, true, false},	  {"tes", VMCE_CAP_TES, true, false},
-	{"cmci", VMCE_CAP_CMCI, true, false},	  {"lmce", VMCE_CAP_LMCE, true, false},
-	{"succor", VMCE_CAP_SUCCOR, false, true}, {"ctl", VMCE_CAP_CTL, true, true},
-};
-
-#define NR_CAPS (sizeof(caps_tab) / sizeof(caps_tab[0]))
-
 static int desc_fail(struct vmce_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -198,19 +186,26 @@ static int get_name(const json_t *v, struct vmce_host_desc *h, struct vmce_err *
 	return 0;
 }
 
-static int get_vendor(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+/* A string field with one of two values: 0 for the first, 1 for the second, or -EINVAL. */
+static int get_choice(const char *field, const json_t *v, const char *first, const char *second,
+		      struct vmce_err *err)
 {
-	const char *s = get_string("vendor", v, err);
+	const char *s = get_string(field, v, err);
 
 	if (!s)
 		return -EINVAL;
-	if (!strcmp(s, "intel"))
-		h->vendor = VMCE_VENDOR_INTEL;
-	else if (!strcmp(s, "amd"))
-		h->vendor = VMCE_VENDOR_AMD;
-	else
-		return desc_fail(err, "field 'vendor': '%s' is neither intel nor amd", s);
-	return 0;
+	if (strcmp(s, first) && strcmp(s, second))
+		return desc_fail(err, "field '%s': '%s' is neither %s nor %s", field, s, first,
+				 second);
+	return strcmp(s, first) ? 1 : 0;
+}
+
+static int get_vendor(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+{
+	int c = get_choice("vendor", v, "intel", "amd", err);
+
+	h->vendor = c == 1 ? VMCE_VENDOR_AMD : VMCE_VENDOR_INTEL;
+	return c < 0 ? c : 0;
 }
 
 static int get_banks(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
@@ -250,16 +245,16 @@ static int get_caps(const json_t *v, struct vmce_host_desc *h, struct vmce_err *
 		name = get_string(field, m, err);
 		if (!name)
 			return -EINVAL;
-		for (c = 0; c < NR_CAPS && strcmp(name, caps_tab[c].name); c++)
+		for (c = 0; c < NR_CAPS && strcmp(name, capdescs[c].name); c++)
 			;
 		if (c == NR_CAPS)
 			return desc_fail(err,
 					 "field '%s': unknown capability '%s' (expected ser, tes, "
 					 "cmci, lmce, succor, ctl)",
 					 field, name);
-		if (h->caps & caps_tab[c].cap)
+		if (h->caps & capdescs[c].cap)
 			return desc_fail(err, "field '%s': '%s' is listed twice", field, name);
-		h->caps |= caps_tab[c].cap;
+		h->caps |= capdescs[c].cap;
 	}
 	return 0;
 }
@@ -281,18 +276,10 @@ static int get_version(const json_t *v, struct vmce_host_desc *h, struct vmce_er
 
 static int get_backend(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
 {
-	const char *s = get_string("backend", v, err);
+	int c = get_choice("backend", v, "kvm-userspace", "kvm-hybrid", err);
 
-	if (!s)
-		return -EINVAL;
-	if (!strcmp(s, "kvm-userspace"))
-		h->backend = VMCE_BACKEND_KVM_USERSPACE;
-	else if (!strcmp(s, "kvm-hybrid"))
-		h->backend = VMCE_BACKEND_KVM_HYBRID;
-	else
-		return desc_fail(
-			err, "field 'backend': '%s' is neither kvm-userspace nor kvm-hybrid", s);
-	return 0;
+	h->backend = c == 1 ? VMCE_BACKEND_KVM_HYBRID : VMCE_BACKEND_KVM_USERSPACE;
+	return c < 0 ? c : 0;
 }
 
 /* The fields, in the order the "missing" checks name them; the first four are required. */
@@ -334,11 +321,11 @@ static int get_fields(const json_t *root, struct vmce_host_desc *h, struct vmce_
 		if (fields[f].required && !json_object_get(root, fields[f].name))
 			return desc_fail(err, "field '%s': missing", fields[f].name);
 	for (size_t c = 0; c < NR_CAPS; c++)
-		if ((h->caps & caps_tab[c].cap) &&
-		    !(h->vendor == VMCE_VENDOR_AMD ? caps_tab[c].amd : caps_tab[c].intel))
+		if ((h->caps & capdescs[c].cap) &&
+		    !(h->vendor == VMCE_VENDOR_AMD ? capdescs[c].amd : capdescs[c].intel))
 			return desc_fail(err,
 					 "field 'caps': '%s' is an %s capability, the host is %s",
-					 caps_tab[c].name, caps_tab[c].intel ? "Intel" : "AMD",
+					 capdescs[c].name, capdescs[c].intel ? "Intel" : "AMD",
 					 h->vendor == VMCE_VENDOR_AMD ? "amd" : "intel");
 	return 0;
 }

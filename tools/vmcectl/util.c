@@ -13,6 +13,16 @@
 
 const char *vmcectl_cmd;
 
+const struct capdesc capdescs[NR_CAPS] = {
+	{VMCE_CAP_SER, "ser", "software error recovery (MCG_SER_P): SRAO/SRAR", true, false},
+	{VMCE_CAP_TES, "tes", "threshold-based error status (MCG_TES_P)", true, false},
+	{VMCE_CAP_CMCI, "cmci", "corrected machine-check interrupt (MCG_CMCI_P, MCi_CTL2)", true,
+	 false},
+	{VMCE_CAP_LMCE, "lmce", "local machine check (MCG_LMCE_P, MCG_EXT_CTL)", true, false},
+	{VMCE_CAP_SUCCOR, "succor", "recoverable MCA (CPUID 0x80000007 EBX bit 1)", false, true},
+	{VMCE_CAP_CTL, "ctl", "global control register (MCG_CTL_P, MCG_CTL)", true, true},
+};
+
 static void vmsg(const char *fmt, va_list ap)
 {
 	if (vmcectl_cmd)

@@ -65,6 +65,16 @@ typedef int opt_fn(int c, const char *arg, void *ctx);
 int parse_options(int argc, char **argv, const struct option *opts, const char *help, opt_fn *fn,
 		  void *ctx);
 
+/* The profile capabilities (VMCE_CAP_*): name, meaning, and which vendor has them. */
+struct capdesc {
+	uint32_t cap;
+	const char *name, *text;
+	bool intel, amd;
+};
+
+#define NR_CAPS 6
+extern const struct capdesc capdescs[NR_CAPS];
+
 /* Names of the bits set in MCG_STATUS, e.g. "MCIP RIPV" ("-" when none). */
 const char *mcg_status_names(uint64_t v, char *buf, size_t len);
 
