@@ -106,6 +106,22 @@ static const char *rtext(unsigned r)
 	return rrrr_text[r] ? rrrr_text[r] : "reserved request";
 }
 
+/* The simple error codes with a fixed meaning. */
+static const struct {
+	unsigned code;
+	const char *text;
+} simple_codes[] = {
+	{0x0000, "no error"},
+	{0x0001, "unclassified error"},
+	{0x0002, "microcode ROM parity error"},
+	{0x0003, "external error (BINIT# from another processor)"},
+	{0x0004, "functional redundancy check (FRC) error"},
+	{0x0005, "internal parity error"},
+	{0x0006, "SMM handler code access violation"},
+	{0x0400, "internal timer error"},
+	{0x0e0b, "I/O error"},
+};
+
 static void decode_mcacod(unsigned code, struct mcacod *m)
 {
 	unsigned c = code & 0xefffu; /* without F */
@@ -115,46 +131,12 @@ static void decode_mcacod(unsigned code, struct mcacod *m)
 					 : "";
 
 	m->name[0] = '\0';
-	switch (code) {
-	case 0x0000:
+	for (size_t i = 0; i < sizeof(simple_codes) / sizeof(simple_codes[0]); i++) {
+		if (simple_codes[i].code != code)
+			continue;
 		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "no error");
+		snprintf(m->text, sizeof(m->text), "%s", simple_codes[i].text);
 		return;
-	case 0x0001:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "unclassified error");
-		return;
-	case 0x0002:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "microcode ROM parity error");
-		return;
-	case 0x0003:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text),
-			 "external error (BINIT# from another processor)");
-		return;
-	case 0x0004:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "functional redundancy check (FRC) error");
-		return;
-	case 0x0005:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "internal parity error");
-		return;
-	case 0x0006:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "SMM handler code access violation");
-		return;
-	case 0x0400:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "internal timer error");
-		return;
-	case 0x0e0b:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "I/O error");
-		return;
-	default:
-		break;
 	}
 	if ((code & 0xfc00u) == 0x0400u) {
 		m->type = "simple";
