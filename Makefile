@@ -94,7 +94,7 @@ install: build
 abi-baseline: build
 	cmake --build $(BUILD) --target abi-baseline
 
-# The Debian packages libvmce0, libvmce-dev and vmce-tools, built from a clean copy of the
+# The Debian packages libvmce1, libvmce-dev and vmce-tools, built from a clean copy of the
 # committed tree and checked with lintian; the .deb files land in $(DEB_OUT).
 DEB_OUT ?= $(BUILD)/deb
 deb: deps

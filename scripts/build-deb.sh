@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# build-deb.sh OUTDIR [--no-lintian]: build the Debian packages libvmce0, libvmce-dev and
+# build-deb.sh OUTDIR [--no-lintian]: build the Debian packages libvmce1, libvmce-dev and
 # vmce-tools from a clean copy of this tree (the files git tracks, plus new files it does not
 # ignore: no build directories), check them with lintian (no error, no warning), and copy the
 # .deb files into OUTDIR.  dpkg-buildpackage writes next to the source tree, so the copy lives

@@ -9,7 +9,7 @@
  * created with: the destination VM's creation profile is what that host *can back* (same vendor,
  * every capability of the guest's profile, at least as many real banks and as wide a RAZ/WI
  * window).  A destination that cannot back the guest's profile refuses the stream, naming the
- * field; levelling (vmce_level_hosts()) picks, before boot, a profile every host of a pool can
+ * field; levelling (vmce_level_descs()) picks, before boot, a profile every host of a pool can
  * back so that later migrations inside the pool never hit that refusal.
  *
  * A migration on the source side:
@@ -173,12 +173,11 @@ enum vmce_backend {
 };
 
 /*
- * One host's description, parsed from a small JSON object:
+ * One host's description: what the host and its vmce backend can back.  Operators write it as
+ * a small JSON object, which `vmcectl profile level` reads (docs/migration-format.md §4):
  *   {"name": "h1", "vendor": "intel", "max_banks": 32,
  *    "caps": ["ser", "tes", "cmci", "lmce", "ctl"],
  *    "vmce_version": "0.1", "backend": "kvm-userspace"}
- * name, vendor, max_banks and caps are required; vmce_version defaults to this build's and
- * backend to kvm-userspace.  Unknown or repeated fields are errors.
  */
 struct vmce_host_desc {
 	char name[64];
@@ -190,14 +189,6 @@ struct vmce_host_desc {
 	enum vmce_backend backend;
 };
 
-/* At most this many bytes of JSON per host. */
-#define VMCE_HOST_DESC_MAX_LEN 4096
-
-/* Parse one host description (len bytes, no terminator needed).  Returns 0, or -EINVAL with err
- * naming the field (and the byte offset for syntax errors). */
-VMCE_API int vmce_host_desc_parse(const char *json, size_t len, struct vmce_host_desc *out,
-				  struct vmce_err *err);
-
 /* One levelling decision: which field, which host(s) limited it, and a sentence. */
 struct vmce_level_note {
 	char field[16]; /* "vendor", "banks", "report", "ser", "tes", "cmci", "lmce", ... */
@@ -205,7 +196,7 @@ struct vmce_level_note {
 	char text[192];
 };
 
-#define VMCE_LEVEL_MAX_HOSTS 256 /* hosts vmce_level_hosts() takes at most */
+#define VMCE_LEVEL_MAX_HOSTS 256 /* hosts vmce_level_descs() takes at most */
 #define VMCE_LEVEL_MAX_NOTES 16	 /* notes a levelling result holds at most */
 
 /* The outcome of levelling: the profile and why each limited field is what it is. */
@@ -216,30 +207,19 @@ struct vmce_level_result {
 };
 
 /*
- * Compute the profile every host can back, from n host descriptions (JSON texts, each
- * NUL-terminated).  want: the profile the operator would like (NULL: as much as the pool allows,
- * i.e. every capability all hosts share and the smallest max_banks).  The result never exceeds
- * want; each field that a host limited gets a note naming the host(s).  Returns 0, or -EINVAL
- * (a description is malformed: err names it by index and field) or -ENOTSUP (no profile fits,
- * e.g. hosts of different vendors; err says which).
+ * Compute the profile every host can back, from n host descriptions.  want: the profile the
+ * operator would like (NULL: as much as the pool allows, i.e. every capability all hosts share
+ * and the smallest max_banks).  The result never exceeds want; each field that a host limited
+ * gets a note naming the host(s).  Returns 0, or -EINVAL (a description is out of range: err
+ * names the host and the field) or -ENOTSUP (no profile fits, e.g. hosts of different vendors;
+ * err says which).
  */
-VMCE_API int vmce_level_hosts(const char *const *json_texts, size_t n,
-			      const struct vmce_profile *want, struct vmce_level_result *out,
-			      struct vmce_err *err);
-
-/* The same from parsed descriptions. */
 VMCE_API int vmce_level_descs(const struct vmce_host_desc *hosts, size_t n,
 			      const struct vmce_profile *want, struct vmce_level_result *out,
 			      struct vmce_err *err);
 
 /* The notes as text, one "field: text" line each.  Returns the length needed, like snprintf. */
 VMCE_API int vmce_level_format(const struct vmce_level_result *r, char *buf, size_t len);
-
-/* The result as one JSON object (no newline):
- *   {"profile":"intel,banks=8,ser,tes,ctl","notes":[{"field":"banks","hosts":"b",
- *    "text":"..."},...]}
- * Returns the length needed, like snprintf. */
-VMCE_API int vmce_level_format_json(const struct vmce_level_result *r, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -55,7 +55,7 @@ extern "C" {
 #define VMCE_API
 #endif
 
-/* The API version these headers describe (the library's soname stays libvmce.so.0). */
+/* The API version these headers describe (the library's soname is libvmce.so.1). */
 #define VMCE_VERSION_MAJOR 0
 #define VMCE_VERSION_MINOR 1
 

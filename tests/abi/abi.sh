@@ -4,10 +4,10 @@
 # abi.sh - libvmce's ABI discipline (see CHANGELOG.md, "ABI policy").
 #
 #   abi.sh exports LIB INCLUDE_DIR MAP [SYMBOLS]
-#       The library's soname is libvmce.so.0; the dynamic symbols it defines are exactly the
+#       The library's soname is libvmce.so.1; the dynamic symbols it defines are exactly the
 #       functions declared with VMCE_API in INCLUDE_DIR/vmce/*.h, each in a version node of
-#       the linker script MAP (VMCE_0, ...), and MAP lists exactly those functions.  With
-#       SYMBOLS (debian/libvmce0.symbols), that file lists exactly the same name@node pairs.
+#       the linker script MAP (VMCE_1, ...), and MAP lists exactly those functions.  With
+#       SYMBOLS (debian/libvmce1.symbols), that file lists exactly the same name@node pairs.
 #   abi.sh dump LIB INCLUDE_DIR OUT
 #       Write the ABI of LIB (libabigail's abidw XML, public types only) to OUT.
 #   abi.sh diff LIB INCLUDE_DIR BASELINE
@@ -46,7 +46,7 @@ map_functions() {
 }
 
 # "name@version" of every defined dynamic symbol of the library (the version nodes themselves
-# appear as absolute symbols named VMCE_0 ...: not functions).
+# appear as absolute symbols named VMCE_1 ...: not functions).
 dynamic_symbols() {
 	readelf --dyn-syms -W "$1" | awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" && $8 != "" &&
 		$4 != "SECTION" && $4 != "FILE" { print $8 }' | sed 's/@@*/@/' |
@@ -61,7 +61,7 @@ cmd_exports() {
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
-	[ "$soname" = libvmce.so.0 ] || die "soname is '$soname', not libvmce.so.0"
+	[ "$soname" = libvmce.so.1 ] || die "soname is '$soname', not libvmce.so.1"
 	header_functions "$inc" >"$tmp/headers"
 	map_functions "$map" >"$tmp/map"
 	dynamic_symbols "$lib" >"$tmp/dyn"

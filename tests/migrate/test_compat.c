@@ -190,10 +190,18 @@ static void test_vendor_refused(void **state)
 /* CMCI -> no CMCI: refused, unless the pool was levelled before boot. */
 static void test_cmci(void **state)
 {
-	static const char *hosts[] = {
-		"{\"name\":\"a\",\"vendor\":\"intel\",\"max_banks\":32,"
-		"\"caps\":[\"ser\",\"tes\",\"cmci\",\"lmce\"]}",
-		"{\"name\":\"b\",\"vendor\":\"intel\",\"max_banks\":8,\"caps\":[\"ser\",\"tes\"]}",
+	/* a backs cmci and lmce with 32 banks, b neither with 8. */
+	static const struct vmce_host_desc hosts[] = {
+		{.name = "a",
+		 .vendor = VMCE_VENDOR_INTEL,
+		 .max_banks = 32,
+		 .version_minor = 1,
+		 .caps = VMCE_CAP_SER | VMCE_CAP_TES | VMCE_CAP_CMCI | VMCE_CAP_LMCE},
+		{.name = "b",
+		 .vendor = VMCE_VENDOR_INTEL,
+		 .max_banks = 8,
+		 .version_minor = 1,
+		 .caps = VMCE_CAP_SER | VMCE_CAP_TES},
 	};
 	struct vmce_vm *src = vm_of("intel,banks=2,ser,tes,cmci", 1, 0), *dst;
 	struct vmce_level_result lr;
@@ -213,7 +221,7 @@ static void test_cmci(void **state)
 
 	/* Levelled: the guest boots with the pool's profile and moves freely between a and b. */
 	vmce_profile_default(&want);
-	assert_int_equal(vmce_level_hosts(hosts, 2, &want, &lr, &err), 0);
+	assert_int_equal(vmce_level_descs(hosts, 2, &want, &lr, &err), 0);
 	vmce_profile_format(&lr.profile, text, sizeof(text));
 	assert_string_equal(text, "intel,banks=2,ser,tes");
 	vmce_vm_config_default(&cfg);

@@ -31,7 +31,7 @@ JOBS=${JOBS:-2} bash "$src/scripts/build-deb.sh" "$tmp/debs" || {
 built=$(($(date +%s) - start))
 
 root=$tmp/root
-for p in libvmce0 libvmce-dev vmce-tools; do
+for p in libvmce1 libvmce-dev vmce-tools; do
 	deb=$(ls "$tmp"/debs/${p}_*.deb 2>/dev/null | head -n 1)
 	[ -n "$deb" ] || { bad "no $p package was built"; continue; }
 	dpkg-deb -x "$deb" "$root" || bad "dpkg-deb -x $deb failed"
@@ -40,7 +40,7 @@ done
 
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 libdir=$root/usr/lib/$ma
-for f in usr/lib/$ma/libvmce.so.0 usr/lib/$ma/libvmce.so usr/lib/$ma/libvmce.a \
+for f in usr/lib/$ma/libvmce.so.1 usr/lib/$ma/libvmce.so usr/lib/$ma/libvmce.a \
 	usr/lib/$ma/pkgconfig/vmce.pc usr/include/vmce/vmce.h usr/include/vmce/policy.h \
 	usr/include/vmce/kvm.h usr/include/vmce/migrate.h usr/bin/vmcectl usr/bin/vmce-vm \
 	usr/share/man/man1/vmcectl.1.gz usr/share/man/man1/vmce-vm.1.gz \
@@ -48,8 +48,8 @@ for f in usr/lib/$ma/libvmce.so.0 usr/lib/$ma/libvmce.so usr/lib/$ma/libvmce.a \
 	usr/share/bash-completion/completions/vmcectl; do
 	[ -e "$root/$f" ] || bad "/$f is in no package"
 done
-soname=$(readelf -d "$libdir/libvmce.so.0" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
-[ "$soname" = libvmce.so.0 ] || bad "libvmce0's soname is '$soname'"
+soname=$(readelf -d "$libdir/libvmce.so.1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = libvmce.so.1 ] || bad "libvmce1's soname is '$soname'"
 
 # The README example against the unpacked libvmce-dev, found by pkg-config alone.
 export PKG_CONFIG_PATH=$libdir/pkgconfig
@@ -63,9 +63,9 @@ inc=$(pkg-config --variable=includedir vmce)
 if cc -std=c11 -Wall -Werror $(pkg-config --cflags vmce) "$example" -o "$tmp/shared" \
 	$(pkg-config --libs vmce) -Wl,-rpath,"$libdir"; then
 	out=$("$tmp/shared") || bad "the README example (shared) failed: $out"
-	ldd "$tmp/shared" | grep -q "libvmce.so.0 => $root/.*/libvmce.so.0" ||
-		bad "the example does not use the unpacked libvmce.so.0: $(ldd "$tmp/shared")"
-	echo "package: README example (shared, unpacked libvmce0): $out"
+	ldd "$tmp/shared" | grep -q "libvmce.so.1 => $root/.*/libvmce.so.1" ||
+		bad "the example does not use the unpacked libvmce.so.1: $(ldd "$tmp/shared")"
+	echo "package: README example (shared, unpacked libvmce1): $out"
 else
 	bad "the README example does not build against the unpacked libvmce-dev (shared)"
 fi
@@ -76,17 +76,17 @@ else
 	bad "the README example does not build against the unpacked libvmce.a"
 fi
 
-# vmce-tools from the scratch root: its tools link libvmce.so.0 (from the unpacked libvmce0
-# here), and the package depends on libvmce0.
+# vmce-tools from the scratch root: its tools link libvmce.so.1 (from the unpacked libvmce1
+# here), and the package depends on libvmce1.
 export LD_LIBRARY_PATH=$libdir
 for t in vmcectl vmce-vm; do
-	ldd "$root/usr/bin/$t" | grep -q "libvmce.so.0 => $root/" ||
-		bad "$t does not use the unpacked libvmce.so.0: $(ldd "$root/usr/bin/$t" | grep vmce)"
+	ldd "$root/usr/bin/$t" | grep -q "libvmce.so.1 => $root/" ||
+		bad "$t does not use the unpacked libvmce.so.1: $(ldd "$root/usr/bin/$t" | grep vmce)"
 done
 dep=$(dpkg-deb -f "$(ls "$tmp"/debs/vmce-tools_*.deb)" Depends)
 case "$dep" in
-*libvmce0*) ;;
-*) bad "vmce-tools does not depend on libvmce0: Depends: $dep" ;;
+*libvmce1*) ;;
+*) bad "vmce-tools does not depend on libvmce1: Depends: $dep" ;;
 esac
 help=$("$root/usr/bin/vmcectl" --help) || bad "vmcectl --help failed"
 printf '%s\n' "$help" | grep -q '^Usage: vmcectl' || bad "vmcectl --help: $help"
@@ -105,6 +105,6 @@ got=$(bash --norc -c ". '$root/usr/share/bash-completion/completions/vmcectl'; c
 [ "$fails" -eq 0 ] || exit 1
 total=$(($(date +%s) - start))
 echo "package: PASS in ${total}s (build + lintian ${built}s): $(cd "$tmp/debs" &&
-	for d in libvmce0_*.deb libvmce-dev_*.deb vmce-tools_*.deb; do
+	for d in libvmce1_*.deb libvmce-dev_*.deb vmce-tools_*.deb; do
 		printf '%s %s B; ' "$d" "$(stat -c %s "$d")"
 	done)"

@@ -188,13 +188,13 @@ static void test_bad_responses(void **state)
 	s = (struct script){.reply = "{\"ok\":tru"};
 	exchange("status", &s, 1, "closed the connection in the middle of a line", NULL);
 	s = (struct script){.reply = "{\"ok\":tru}\n"};
-	exchange("status", &s, 1, "not valid JSON: invalid literal at byte 6", NULL);
+	exchange("status", &s, 1, "not valid JSON: invalid token near 'tru' at byte 6", NULL);
 	s = (struct script){.reply = "[1,2]\n"};
 	exchange("quit", &s, 1, "not a JSON object", NULL);
 	s = (struct script){.reply = "{\"ok\":true}{}\n"};
-	exchange("quit", &s, 1, "trailing characters", NULL);
+	exchange("quit", &s, 1, "end of file expected near '{' at byte 11", NULL);
 	s = (struct script){.reply = "{\"a\":\"\x01\"}\n"};
-	exchange("quit", &s, 1, "control character in string", NULL);
+	exchange("quit", &s, 1, "control character 0x1", NULL);
 	s = (struct script){.reply = "{\"a\":\"\\q\"}\n"};
 	exchange("quit", &s, 1, "invalid escape", NULL);
 	s = (struct script){.reply = "{\"a\":\"x\0y\"}\n", .reply_len = 12};

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "jsonutil.h"
 #include "vmcectl.h"
 
 const char *client_socket_path(const char *opt)
@@ -68,9 +69,9 @@ int client_send(struct client *c, const char *line)
 	size_t n = strlen(line), off = 0;
 	char *msg;
 
-	if (n + 1 > CLIENT_MAX_REQUEST)
+	if (n + 1 > CTL_MAX_LINE)
 		return fail("the request is %zu bytes; vmce-vm accepts at most %u per line", n + 1,
-			    CLIENT_MAX_REQUEST);
+			    CTL_MAX_LINE);
 	msg = malloc(n + 1);
 	if (!msg)
 		return fail("out of memory");
@@ -162,9 +163,9 @@ int client_recv(struct client *c, char **line, size_t *len)
 	}
 }
 
-struct jval *client_call(struct client *c, const char *request, const char **raw)
+json_t *client_call(struct client *c, const char *request, const char **raw)
 {
-	struct jval *resp;
+	json_t *resp;
 	char *line, why[160];
 	size_t len;
 	int r;
@@ -176,13 +177,13 @@ struct jval *client_call(struct client *c, const char *request, const char **raw
 		fail("%s closed the connection without a response", c->path);
 	if (r <= 0)
 		return NULL;
-	resp = json_parse(line, len, why, sizeof(why));
+	resp = jparse(line, len, JSON_DECODE_ANY, why, sizeof(why));
 	if (!resp) {
 		fail("vmce-vm sent a response that is not valid JSON: %s", why);
 		return NULL;
 	}
-	if (resp->type != J_OBJ) {
-		json_free(resp);
+	if (!json_is_object(resp)) {
+		json_decref(resp);
 		fail("vmce-vm sent a response that is not a JSON object");
 		return NULL;
 	}
@@ -191,9 +192,8 @@ struct jval *client_call(struct client *c, const char *request, const char **raw
 	return resp;
 }
 
-int client_error(const struct jval *resp)
+int client_error(const json_t *resp)
 {
-	const char *e = json_get_str(resp, "error");
-
-	return fail("vmce-vm refused the request: %s", e ? e : "(no error text)");
+	return fail("vmce-vm refused the request: %s",
+		    jget_str(resp, CTL_F_ERROR, "(no error text)"));
 }

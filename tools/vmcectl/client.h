@@ -9,11 +9,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "json.h"
+#include <jansson.h>
+
+#include "control_proto.h"
 
 #define CLIENT_MAX_LINE	   (16u << 20) /* longest response line accepted */
-#define CLIENT_MAX_REQUEST 8192	       /* the server's request limit, newline included */
 #define CLIENT_DEF_TIMEOUT 10	       /* seconds to wait for a response */
+/* A request line is at most CTL_MAX_LINE bytes, newline included (the server's limit). */
 
 struct client {
 	int fd;
@@ -36,13 +38,14 @@ int client_send(struct client *c, const char *line);
  * Returns 1 for a line, 0 at end of stream, or prints why and returns -1. */
 int client_recv(struct client *c, char **line, size_t *len);
 
-/* Send a request and parse its response.  Returns the response, or NULL after printing why
- * (a transport or syntax problem; an ok:false response is returned like any other).  *raw gets
- * the response text (valid until the next call). */
-struct jval *client_call(struct client *c, const char *request, const char **raw);
+/* Send a request and parse its response (a JSON object).  Returns the response (free it with
+ * json_decref()), or NULL after printing why (a transport or syntax problem; an ok:false
+ * response is returned like any other).  *raw gets the response text (valid until the next
+ * call). */
+json_t *client_call(struct client *c, const char *request, const char **raw);
 
 /* Print vmce-vm's error of an ok:false response and return EXIT_FAIL. */
-int client_error(const struct jval *resp);
+int client_error(const json_t *resp);
 
 /* The socket path: the --socket option, else $VMCE_SOCKET, else NULL after a usage error. */
 const char *client_socket_path(const char *opt);

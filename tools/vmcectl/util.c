@@ -13,6 +13,16 @@
 
 const char *vmcectl_cmd;
 
+const struct capdesc capdescs[NR_CAPS] = {
+	{VMCE_CAP_SER, "ser", "software error recovery (MCG_SER_P): SRAO/SRAR", true, false},
+	{VMCE_CAP_TES, "tes", "threshold-based error status (MCG_TES_P)", true, false},
+	{VMCE_CAP_CMCI, "cmci", "corrected machine-check interrupt (MCG_CMCI_P, MCi_CTL2)", true,
+	 false},
+	{VMCE_CAP_LMCE, "lmce", "local machine check (MCG_LMCE_P, MCG_EXT_CTL)", true, false},
+	{VMCE_CAP_SUCCOR, "succor", "recoverable MCA (CPUID 0x80000007 EBX bit 1)", false, true},
+	{VMCE_CAP_CTL, "ctl", "global control register (MCG_CTL_P, MCG_CTL)", true, true},
+};
+
 static void vmsg(const char *fmt, va_list ap)
 {
 	if (vmcectl_cmd)
@@ -244,20 +254,25 @@ int bad_option(int c, char **argv)
 	return usage_error("unknown option '-%c'", optopt);
 }
 
-void json_put_string(FILE *f, const char *s)
+int parse_options(int argc, char **argv, const struct option *opts, const char *help, opt_fn *fn,
+		  void *ctx)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	int c, rc;
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return -1;
+		}
+		if (c == '?' || c == ':')
+			return bad_option(c, argv);
+		rc = fn(c, optarg, ctx);
+		if (rc)
+			return rc;
 	}
-	fputc('"', f);
+	return 0;
 }
 
 const char *mcg_status_names(uint64_t v, char *buf, size_t len)

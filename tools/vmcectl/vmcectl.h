@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmcectl.h - the pieces the vmcectl subcommands share: argument parsing helpers, error
+ * vmcectl.h - the pieces the vmcectl subcommands share (util.c): argument parsing helpers, error
  * reporting with the conventional exit statuses, and the subcommand entry points.
+ *
+ * Layout: main.c dispatches through its table of subcommands to cmd_NAME.c, one file per
+ * subcommand.  The offline ones (synth, decode, profile) call the library; the online ones
+ * (inject, status, events, migrate, quit) share online.[ch] (their common options, one
+ * request and its response) over client.[ch] (the control socket).  errdesc.[ch] holds the
+ * options that describe a host error (synth and inject), hostdesc.[ch] and level.[ch] the
+ * pool levelling of `profile level`, jsonutil.[ch] what vmcectl adds to Jansson.
  */
 #ifndef VMCECTL_H
 #define VMCECTL_H
@@ -43,8 +50,30 @@ int opt_uint(const char *opt, const char *s, unsigned long max, unsigned long *o
 /* Handle getopt_long's '?' and ':' returns (opterr must be 0): prints a usage error. */
 int bad_option(int c, char **argv);
 
-/* Append s to f as a JSON string (quoted, escaped). */
-void json_put_string(FILE *f, const char *s);
+struct option;
+
+/* A command's handler of one of its options (c: getopt_long's value, arg: optarg): returns 0,
+ * or an exit status after printing why. */
+typedef int opt_fn(int c, const char *arg, void *ctx);
+
+/*
+ * Parse a command's options (opts ends with {NULL, 0, NULL, 0} and has {"help", ..., 'h'}):
+ * -h/--help prints help; an unknown option or a missing value is a usage error; every other
+ * option goes to fn.  Returns 0 (optind is then the first operand), -1 after printing help (the
+ * command exits 0), or an exit status.
+ */
+int parse_options(int argc, char **argv, const struct option *opts, const char *help, opt_fn *fn,
+		  void *ctx);
+
+/* The profile capabilities (VMCE_CAP_*): name, meaning, and which vendor has them. */
+struct capdesc {
+	uint32_t cap;
+	const char *name, *text;
+	bool intel, amd;
+};
+
+#define NR_CAPS 6
+extern const struct capdesc capdescs[NR_CAPS];
 
 /* Names of the bits set in MCG_STATUS, e.g. "MCIP RIPV" ("-" when none). */
 const char *mcg_status_names(uint64_t v, char *buf, size_t len);
@@ -53,7 +82,8 @@ const char *mcg_status_names(uint64_t v, char *buf, size_t len);
  * DCACHEL0_DRD_ERR" (decode.c). */
 const char *status_summary(uint64_t status, int vendor, char *buf, size_t len);
 
-/* Subcommands: each gets argv with argv[0] = the subcommand name, returns an exit status. */
+/* Subcommands (cmd_NAME.c): each gets argv with argv[0] = the subcommand name, returns an exit
+ * status.  main.c's table lists them. */
 int cmd_synth(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_profile(int argc, char **argv);

@@ -10,6 +10,7 @@
 #include <vmce/policy.h>
 #include <vmce/vmce.h>
 
+#include "errdesc.h"
 #include "vmcectl.h"
 
 #define SYNTH_MAX_MAPS	 4096
@@ -51,45 +52,15 @@ static const char synth_help[] =
 	"Exit status: 0 whatever the verdict (forward, drop or fatal), 1 when the\n"
 	"policy rejects the description, 2 for a usage error.\n";
 
-enum {
-	OPT_PROFILE = 256,
-	OPT_VCPUS,
-	OPT_MAP,
-	OPT_SRAO,
-	OPT_SRAR,
-	OPT_UCNA,
-	OPT_CE,
-	OPT_FATAL,
-	OPT_STATUS,
-	OPT_MISC,
-	OPT_MCG_STATUS,
-	OPT_GPA,
-	OPT_CPU,
-	OPT_LMCE,
-	OPT_CMCI,
-	OPT_NO_BROADCAST,
-	OPT_LOCAL,
-	OPT_JSON,
-};
+enum { OPT_PROFILE = 0x100, OPT_VCPUS, OPT_MAP, OPT_LMCE, OPT_CMCI, OPT_JSON };
 
 static const struct option synth_opts[] = {
 	{"profile", required_argument, NULL, OPT_PROFILE},
 	{"vcpus", required_argument, NULL, OPT_VCPUS},
 	{"map", required_argument, NULL, OPT_MAP},
-	{"srao", no_argument, NULL, OPT_SRAO},
-	{"srar", no_argument, NULL, OPT_SRAR},
-	{"ucna", no_argument, NULL, OPT_UCNA},
-	{"ce", no_argument, NULL, OPT_CE},
-	{"fatal", no_argument, NULL, OPT_FATAL},
-	{"status", required_argument, NULL, OPT_STATUS},
-	{"misc", required_argument, NULL, OPT_MISC},
-	{"mcg-status", required_argument, NULL, OPT_MCG_STATUS},
-	{"gpa", required_argument, NULL, OPT_GPA},
-	{"cpu", required_argument, NULL, OPT_CPU},
+	ERRDESC_OPTS,
 	{"lmce", no_argument, NULL, OPT_LMCE},
 	{"cmci", no_argument, NULL, OPT_CMCI},
-	{"no-broadcast", no_argument, NULL, OPT_NO_BROADCAST},
-	{"local", no_argument, NULL, OPT_LOCAL},
 	{"json", no_argument, NULL, OPT_JSON},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -104,27 +75,9 @@ struct synth_args {
 	unsigned long vcpus;
 	struct range *maps;
 	size_t nr_maps;
-	enum vmce_class cls;
-	const char *class_opt; /* the option that chose the class (or --status) */
-	bool raw;
-	uint64_t status, misc, mcg_status;
-	bool has_misc, has_mcg_status;
-	bool has_gpa;
-	uint64_t gpa;
-	unsigned long cpu;
-	bool has_cpu;
-	bool lmce, cmci, no_broadcast, local, json;
+	struct errdesc d;
+	bool lmce, cmci, json;
 };
-
-static int set_class(struct synth_args *a, enum vmce_class cls, const char *opt)
-{
-	if (a->class_opt)
-		return usage_error("%s and %s both describe the error: give exactly one",
-				   a->class_opt, opt);
-	a->class_opt = opt;
-	a->cls = cls;
-	return 0;
-}
 
 static int parse_map(struct synth_args *a, const char *arg)
 {
@@ -155,102 +108,56 @@ static int parse_map(struct synth_args *a, const char *arg)
 	return 0;
 }
 
+static int synth_opt(int c, const char *arg, void *ctx)
+{
+	struct synth_args *a = ctx;
+	int rc = 0;
+
+	switch (c) {
+	case OPT_PROFILE:
+		a->profile_text = arg;
+		break;
+	case OPT_VCPUS:
+		rc = opt_uint("--vcpus", arg, VMCE_MAX_VCPUS, &a->vcpus);
+		if (!rc && a->vcpus == 0)
+			rc = usage_error("--vcpus: a VM needs at least one vCPU");
+		break;
+	case OPT_MAP:
+		rc = parse_map(a, arg);
+		break;
+	case OPT_LMCE:
+		a->lmce = true;
+		break;
+	case OPT_CMCI:
+		a->cmci = true;
+		break;
+	case OPT_JSON:
+		a->json = true;
+		break;
+	default:
+		rc = errdesc_opt(&a->d, c, arg);
+		break;
+	}
+	return rc;
+}
+
 static int parse_synth_args(int argc, char **argv, struct synth_args *a)
 {
-	int c, rc = 0;
+	int rc = parse_options(argc, argv, synth_opts, synth_help, synth_opt, a);
 
-	opterr = 0;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":h", synth_opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			fputs(synth_help, stdout);
-			return -1;
-		case OPT_PROFILE:
-			a->profile_text = optarg;
-			break;
-		case OPT_VCPUS:
-			rc = opt_uint("--vcpus", optarg, VMCE_MAX_VCPUS, &a->vcpus);
-			if (!rc && a->vcpus == 0)
-				rc = usage_error("--vcpus: a VM needs at least one vCPU");
-			break;
-		case OPT_MAP:
-			rc = parse_map(a, optarg);
-			break;
-		case OPT_SRAO:
-			rc = set_class(a, VMCE_CLASS_SRAO, "--srao");
-			break;
-		case OPT_SRAR:
-			rc = set_class(a, VMCE_CLASS_SRAR, "--srar");
-			break;
-		case OPT_UCNA:
-			rc = set_class(a, VMCE_CLASS_UCNA, "--ucna");
-			break;
-		case OPT_CE:
-			rc = set_class(a, VMCE_CLASS_CE, "--ce");
-			break;
-		case OPT_FATAL:
-			rc = set_class(a, VMCE_CLASS_FATAL, "--fatal");
-			break;
-		case OPT_STATUS:
-			rc = set_class(a, VMCE_CLASS_AUTO, "--status");
-			if (!rc)
-				rc = opt_hex("--status", optarg, &a->status);
-			a->raw = true;
-			break;
-		case OPT_MISC:
-			rc = opt_hex("--misc", optarg, &a->misc);
-			a->has_misc = true;
-			break;
-		case OPT_MCG_STATUS:
-			rc = opt_hex("--mcg-status", optarg, &a->mcg_status);
-			a->has_mcg_status = true;
-			break;
-		case OPT_GPA:
-			if (a->has_gpa)
-				return usage_error("--gpa is given twice");
-			rc = opt_u64("--gpa", optarg, true, &a->gpa);
-			a->has_gpa = true;
-			break;
-		case OPT_CPU:
-			rc = opt_uint("--cpu", optarg, VMCE_MAX_VCPUS - 1, &a->cpu);
-			a->has_cpu = true;
-			break;
-		case OPT_LMCE:
-			a->lmce = true;
-			break;
-		case OPT_CMCI:
-			a->cmci = true;
-			break;
-		case OPT_NO_BROADCAST:
-			a->no_broadcast = true;
-			break;
-		case OPT_LOCAL:
-			a->local = true;
-			break;
-		case OPT_JSON:
-			a->json = true;
-			break;
-		default:
-			return bad_option(c, argv);
-		}
-		if (rc)
-			return rc;
-	}
+	if (rc)
+		return rc;
 	if (optind < argc)
 		return usage_error("unexpected argument '%.64s'", argv[optind]);
-	if (!a->class_opt)
+	if (!a->d.form)
 		return usage_error("no error given: use one of --srao, --srar, --ucna, --ce, "
 				   "--fatal or --status HEX");
-	if (!a->raw && (a->has_misc || a->has_mcg_status))
-		return usage_error("%s only describes a raw record: it needs --status",
-				   a->has_misc ? "--misc" : "--mcg-status");
-	if (!a->has_gpa && a->cls != VMCE_CLASS_FATAL)
-		return usage_error("%s needs --gpa ADDR (the guest-physical address of the error)",
-				   a->class_opt);
-	if (a->cpu >= a->vcpus)
-		return usage_error("--cpu %lu: the VM has %lu vCPU%s (0 to %lu)", a->cpu, a->vcpus,
-				   a->vcpus == 1 ? "" : "s", a->vcpus - 1);
+	rc = errdesc_check(&a->d);
+	if (rc)
+		return rc;
+	if (a->d.cpu >= a->vcpus)
+		return usage_error("--cpu %lu: the VM has %lu vCPU%s (0 to %lu)", a->d.cpu,
+				   a->vcpus, a->vcpus == 1 ? "" : "s", a->vcpus - 1);
 	return 0;
 }
 
@@ -426,16 +333,16 @@ int cmd_synth(int argc, char **argv)
 
 	vmce_host_error_init(&e);
 	e.origin = VMCE_ORIGIN_INJECT;
-	e.cls = a.cls;
-	e.addr_kind = a.has_gpa ? VMCE_ADDR_GPA : VMCE_ADDR_NONE;
-	e.addr = a.gpa;
-	e.vcpu = (int)a.cpu;
-	e.no_broadcast = a.no_broadcast;
-	e.local = a.local;
-	if (a.raw) {
-		e.status = a.status;
-		e.misc = a.misc;
-		e.mcg_status = a.mcg_status;
+	e.cls = a.d.cls;
+	e.addr_kind = a.d.has_gpa ? VMCE_ADDR_GPA : VMCE_ADDR_NONE;
+	e.addr = a.d.gpa;
+	e.vcpu = (int)a.d.cpu;
+	e.no_broadcast = a.d.no_broadcast;
+	e.local = a.d.local;
+	if (a.d.raw) {
+		e.status = a.d.status;
+		e.misc = a.d.misc;
+		e.mcg_status = a.d.mcg_status;
 	}
 	memset(&plan, 0, sizeof(plan));
 	rc = vmce_plan_error(vm, &e, &plan, &err);

@@ -9,7 +9,10 @@
  * (arch/x86/kernel/cpu/mce/severity.c): an ordered list of rules, first match wins.
  */
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include <vmce/vmce.h>
 
@@ -103,6 +106,22 @@ static const char *rtext(unsigned r)
 	return rrrr_text[r] ? rrrr_text[r] : "reserved request";
 }
 
+/* The simple error codes with a fixed meaning. */
+static const struct {
+	unsigned code;
+	const char *text;
+} simple_codes[] = {
+	{0x0000, "no error"},
+	{0x0001, "unclassified error"},
+	{0x0002, "microcode ROM parity error"},
+	{0x0003, "external error (BINIT# from another processor)"},
+	{0x0004, "functional redundancy check (FRC) error"},
+	{0x0005, "internal parity error"},
+	{0x0006, "SMM handler code access violation"},
+	{0x0400, "internal timer error"},
+	{0x0e0b, "I/O error"},
+};
+
 static void decode_mcacod(unsigned code, struct mcacod *m)
 {
 	unsigned c = code & 0xefffu; /* without F */
@@ -112,46 +131,12 @@ static void decode_mcacod(unsigned code, struct mcacod *m)
 					 : "";
 
 	m->name[0] = '\0';
-	switch (code) {
-	case 0x0000:
+	for (size_t i = 0; i < sizeof(simple_codes) / sizeof(simple_codes[0]); i++) {
+		if (simple_codes[i].code != code)
+			continue;
 		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "no error");
+		snprintf(m->text, sizeof(m->text), "%s", simple_codes[i].text);
 		return;
-	case 0x0001:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "unclassified error");
-		return;
-	case 0x0002:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "microcode ROM parity error");
-		return;
-	case 0x0003:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text),
-			 "external error (BINIT# from another processor)");
-		return;
-	case 0x0004:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "functional redundancy check (FRC) error");
-		return;
-	case 0x0005:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "internal parity error");
-		return;
-	case 0x0006:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "SMM handler code access violation");
-		return;
-	case 0x0400:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "internal timer error");
-		return;
-	case 0x0e0b:
-		m->type = "simple";
-		snprintf(m->text, sizeof(m->text), "I/O error");
-		return;
-	default:
-		break;
 	}
 	if ((code & 0xfc00u) == 0x0400u) {
 		m->type = "simple";
@@ -564,79 +549,99 @@ static void print_human(const struct decode_args *a)
 		       "it\n");
 }
 
-static void json_bool(const char *name, bool v, bool *first)
+static json_t *bits_json(const struct decode_args *a)
 {
-	printf("%s\"%s\":%s", *first ? "" : ",", name, v ? "true" : "false");
-	*first = false;
-}
+	json_t *o = json_object();
 
-static void print_json(const struct decode_args *a)
-{
-	uint64_t st = a->status;
-	const char *ctext, *cls = arch_class(st, a->vendor, a->ser, &ctext), *rc;
-	struct grade g[2];
-	struct mcacod m;
-	bool first = true;
-
-	decode_mcacod((unsigned)(st & 0xffff), &m);
-	printf("{\"status\":\"0x%016llx\",\"vendor\":\"%s\",\"bits\":{", (unsigned long long)st,
-	       a->vendor == VMCE_VENDOR_AMD ? "amd" : "intel");
 	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
 		if (bit_applies(&bits[i], a->vendor))
-			json_bool(bits[i].name, st & bits[i].bit, &first);
-	printf("},\"mcacod\":\"0x%04x\",\"mcacod_type\":\"%s\",\"mcacod_name\":",
-	       (unsigned)(st & 0xffff), m.type);
-	json_put_string(stdout, m.name);
-	printf(",\"mcacod_text\":");
-	json_put_string(stdout, m.text);
-	rc = recovery_code(st);
-	printf(",\"recovery_code\":");
-	if (rc)
-		json_put_string(stdout, rc);
-	else
-		printf("null");
-	if (a->vendor == VMCE_VENDOR_AMD)
-		printf(",\"xec\":\"0x%02x\"", (unsigned)((st >> 16) & 0x3f));
-	else
-		printf(",\"mscod\":\"0x%04x\",\"other_info\":\"0x%02x\",\"corrected_count\":%u,"
-		       "\"threshold\":%u",
-		       (unsigned)((st >> 16) & 0xffff), (unsigned)((st >> 32) & 0x3f),
-		       (unsigned)((st >> 38) & 0x7fff), (unsigned)((st >> 53) & 3));
-	printf(",\"class\":\"%s\",\"class_text\":", cls);
-	json_put_string(stdout, ctext);
-	printf(",\"mcg_status\":{\"value\":\"0x%llx\",\"assumed\":%s", (unsigned long long)a->mcg,
-	       a->has_mcg ? "false" : "true");
-	first = false;
-	json_bool("RIPV", a->mcg & VMCE_MCG_STATUS_RIPV, &first);
-	json_bool("EIPV", a->mcg & VMCE_MCG_STATUS_EIPV, &first);
-	json_bool("MCIP", a->mcg & VMCE_MCG_STATUS_MCIP, &first);
-	json_bool("LMCES", a->mcg & VMCE_MCG_STATUS_LMCES, &first);
-	printf(",\"reserved\":\"0x%llx\"}", (unsigned long long)(a->mcg & ~0xfull));
-	if (a->has_misc) {
-		const char *why;
-		bool ok = usable_address(a, &why);
+			json_object_set_new(o, bits[i].name, json_boolean(a->status & bits[i].bit));
+	return o;
+}
 
-		printf(",\"misc\":{\"value\":\"0x%llx\",\"addr_lsb\":%u,\"addr_mode\":%u,"
-		       "\"addr_mode_text\":\"%s\",\"usable_address\":%s,\"why\":",
-		       (unsigned long long)a->misc, (unsigned)(a->misc & 0x3f),
-		       (unsigned)((a->misc >> 6) & 7), addr_mode_text((unsigned)(a->misc >> 6)),
-		       ok ? "true" : "false");
-		json_put_string(stdout, why);
-		printf("}");
-	} else {
-		printf(",\"misc\":null");
+/* The fields of MCi_STATUS above MCACOD. */
+static void add_model_fields(json_t *o, uint64_t st, int vendor)
+{
+	if (vendor == VMCE_VENDOR_AMD) {
+		json_object_set_new(o, "xec",
+				    json_sprintf("0x%02x", (unsigned)((st >> 16) & 0x3f)));
+		return;
 	}
+	json_object_set_new(o, "mscod", json_sprintf("0x%04x", (unsigned)((st >> 16) & 0xffff)));
+	json_object_set_new(o, "other_info", json_sprintf("0x%02x", (unsigned)((st >> 32) & 0x3f)));
+	json_object_set_new(o, "corrected_count", json_integer((st >> 38) & 0x7fff));
+	json_object_set_new(o, "threshold", json_integer((st >> 53) & 3));
+}
+
+static json_t *mcg_json(const struct decode_args *a)
+{
+	return json_pack("{s:o, s:b, s:b, s:b, s:b, s:b, s:o}", "value",
+			 json_sprintf("0x%llx", (unsigned long long)a->mcg), "assumed", !a->has_mcg,
+			 "RIPV", !!(a->mcg & VMCE_MCG_STATUS_RIPV), "EIPV",
+			 !!(a->mcg & VMCE_MCG_STATUS_EIPV), "MCIP",
+			 !!(a->mcg & VMCE_MCG_STATUS_MCIP), "LMCES",
+			 !!(a->mcg & VMCE_MCG_STATUS_LMCES), "reserved",
+			 json_sprintf("0x%llx", (unsigned long long)(a->mcg & ~0xfull)));
+}
+
+static json_t *misc_json(const struct decode_args *a)
+{
+	const char *why;
+	bool ok;
+
+	if (!a->has_misc)
+		return json_null();
+	ok = usable_address(a, &why);
+	return json_pack("{s:o, s:i, s:i, s:s, s:b, s:s}", "value",
+			 json_sprintf("0x%llx", (unsigned long long)a->misc), "addr_lsb",
+			 (int)(a->misc & 0x3f), "addr_mode", (int)((a->misc >> 6) & 7),
+			 "addr_mode_text", addr_mode_text((unsigned)(a->misc >> 6)),
+			 "usable_address", ok, "why", why);
+}
+
+static json_t *linux_json(const struct decode_args *a)
+{
+	struct grade g[2];
+
 	for (int i = 0; i < 2; i++) {
 		enum ctx c = i ? CTX_KERNEL : CTX_USER;
 
-		g[i] = a->vendor == VMCE_VENDOR_AMD ? grade_amd(st, a->mcg, a->succor, c)
-						    : grade_intel(st, a->mcg, a->ser, c);
+		g[i] = a->vendor == VMCE_VENDOR_AMD ? grade_amd(a->status, a->mcg, a->succor, c)
+						    : grade_intel(a->status, a->mcg, a->ser, c);
 	}
-	printf(",\"linux\":{\"user\":{\"severity\":\"%s\",\"message\":", g[0].sev);
-	json_put_string(stdout, g[0].msg);
-	printf("},\"kernel\":{\"severity\":\"%s\",\"message\":", g[1].sev);
-	json_put_string(stdout, g[1].msg);
-	printf("}}}\n");
+	return json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "user", "severity", g[0].sev, "message",
+			 g[0].msg, "kernel", "severity", g[1].sev, "message", g[1].msg);
+}
+
+static int print_json(const struct decode_args *a)
+{
+	uint64_t st = a->status;
+	const char *ctext, *cls = arch_class(st, a->vendor, a->ser, &ctext), *rc;
+	struct mcacod m;
+	json_t *o;
+	char *out;
+
+	decode_mcacod((unsigned)(st & 0xffff), &m);
+	rc = recovery_code(st);
+	o = json_pack("{s:o, s:s, s:o, s:o, s:s, s:s, s:s, s:o}", "status",
+		      json_sprintf("0x%016llx", (unsigned long long)st), "vendor",
+		      a->vendor == VMCE_VENDOR_AMD ? "amd" : "intel", "bits", bits_json(a),
+		      "mcacod", json_sprintf("0x%04x", (unsigned)(st & 0xffff)), "mcacod_type",
+		      m.type, "mcacod_name", m.name, "mcacod_text", m.text, "recovery_code",
+		      rc ? json_string(rc) : json_null());
+	add_model_fields(o, st, a->vendor);
+	json_object_set_new(o, "class", json_string(cls));
+	json_object_set_new(o, "class_text", json_string(ctext));
+	json_object_set_new(o, "mcg_status", mcg_json(a));
+	json_object_set_new(o, "misc", misc_json(a));
+	json_object_set_new(o, "linux", linux_json(a));
+	out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!out)
+		return fail("out of memory");
+	puts(out);
+	free(out);
+	return EXIT_OK;
 }
 
 enum { OPT_VENDOR = 256, OPT_MCG, OPT_MISC, OPT_NOSER, OPT_SUCCOR, OPT_JSON };
@@ -652,51 +657,45 @@ static const struct option decode_opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
+static int decode_opt(int c, const char *arg, void *ctx)
+{
+	struct decode_args *a = ctx;
+
+	switch (c) {
+	case OPT_VENDOR:
+		if (!strcmp(arg, "intel"))
+			a->vendor = VMCE_VENDOR_INTEL;
+		else if (!strcmp(arg, "amd"))
+			a->vendor = VMCE_VENDOR_AMD;
+		else
+			return usage_error("--vendor '%.32s': expected intel or amd", arg);
+		return 0;
+	case OPT_MCG:
+		a->has_mcg = true;
+		return opt_hex("--mcg-status", arg, &a->mcg);
+	case OPT_MISC:
+		a->has_misc = true;
+		return opt_hex("--misc", arg, &a->misc);
+	case OPT_NOSER:
+		a->ser = false;
+		return 0;
+	case OPT_SUCCOR:
+		a->succor = true;
+		return 0;
+	case OPT_JSON:
+		a->json = true;
+		return 0;
+	}
+	return 0;
+}
+
 int cmd_decode(int argc, char **argv)
 {
 	struct decode_args a = {.ser = true, .vendor = VMCE_VENDOR_INTEL};
-	bool no_ser = false;
-	int c, rc = 0;
+	int rc = parse_options(argc, argv, decode_opts, decode_help, decode_opt, &a);
 
-	opterr = 0;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":h", decode_opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			fputs(decode_help, stdout);
-			return EXIT_OK;
-		case OPT_VENDOR:
-			if (!strcmp(optarg, "intel"))
-				a.vendor = VMCE_VENDOR_INTEL;
-			else if (!strcmp(optarg, "amd"))
-				a.vendor = VMCE_VENDOR_AMD;
-			else
-				return usage_error("--vendor '%.32s': expected intel or amd",
-						   optarg);
-			break;
-		case OPT_MCG:
-			rc = opt_hex("--mcg-status", optarg, &a.mcg);
-			a.has_mcg = true;
-			break;
-		case OPT_MISC:
-			rc = opt_hex("--misc", optarg, &a.misc);
-			a.has_misc = true;
-			break;
-		case OPT_NOSER:
-			no_ser = true;
-			break;
-		case OPT_SUCCOR:
-			a.succor = true;
-			break;
-		case OPT_JSON:
-			a.json = true;
-			break;
-		default:
-			return bad_option(c, argv);
-		}
-		if (rc)
-			return rc;
-	}
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
 	if (optind >= argc)
 		return usage_error("no STATUS given (an MCi_STATUS value in hexadecimal)");
 	if (argc - optind > 1)
@@ -705,17 +704,15 @@ int cmd_decode(int argc, char **argv)
 	rc = opt_hex("STATUS", argv[optind], &a.status);
 	if (rc)
 		return rc;
-	if (no_ser && a.vendor == VMCE_VENDOR_AMD)
+	if (!a.ser && a.vendor == VMCE_VENDOR_AMD)
 		return usage_error("--no-ser applies to --vendor intel only");
 	if (a.succor && a.vendor != VMCE_VENDOR_AMD)
 		return usage_error("--succor applies to --vendor amd only");
-	a.ser = !no_ser;
 	if (!a.has_mcg)
 		a.mcg = VMCE_MCG_STATUS_MCIP | VMCE_MCG_STATUS_RIPV |
 			((a.status & ST_AR) ? VMCE_MCG_STATUS_EIPV : 0);
 	if (a.json)
-		print_json(&a);
-	else
-		print_human(&a);
+		return print_json(&a);
+	print_human(&a);
 	return EXIT_OK;
 }

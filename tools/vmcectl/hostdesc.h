@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostdesc.h - the host description of pool levelling (docs/migration-format.md §4): one small
+ * JSON object per host, read into the library's struct vmce_host_desc.
+ */
+#ifndef VMCECTL_HOSTDESC_H
+#define VMCECTL_HOSTDESC_H
+
+#include <stddef.h>
+
+#include <vmce/migrate.h>
+
+#define HOST_DESC_MAX_LEN 4096 /* bytes of JSON per host */
+
+/*
+ * Parse one host description (len bytes of text, no terminator needed).  Returns 0, or -EINVAL
+ * with err naming the field (and the byte offset for syntax errors).  The reader is strict:
+ * unknown or repeated fields, wrong types, capabilities of the other vendor, control or
+ * non-ASCII bytes, escapes other than \" \\ \/, strings over 63 characters and trailing data
+ * are refused.
+ */
+int host_desc_parse(const char *text, size_t len, struct vmce_host_desc *out, struct vmce_err *err);
+
+#endif /* VMCECTL_HOSTDESC_H */
