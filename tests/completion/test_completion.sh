@@ -101,6 +101,7 @@ expect "amd" decode --vendor a
 expect "parse print validate level" profile ""
 expect "level" profile le
 expect "--want" profile level --w
+expect "--qemu" profile level --q
 expect "" inject --gpa ""
 touch "$TMP/records.txt" "$TMP/pool-a.json" "$TMP/notes.txt"
 expect "$TMP/records.txt" inject --file "$TMP/rec"

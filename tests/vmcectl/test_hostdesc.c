@@ -20,7 +20,7 @@
 
 static int parse(const char *json, struct vmce_host_desc *h, struct vmce_err *err)
 {
-	return host_desc_parse(json, strlen(json), h, err);
+	return host_desc_parse(json, strlen(json), HOST_DESC_VMCE, h, err);
 }
 
 static void test_parse_valid(void **state)
@@ -120,9 +120,12 @@ static void test_parse_malformed(void **state)
 	{
 		struct vmce_err err;
 
-		assert_int_equal(host_desc_parse(big, sizeof(big), &h, &err), -EINVAL);
+		assert_int_equal(host_desc_parse(big, sizeof(big), HOST_DESC_VMCE, &h, &err),
+				 -EINVAL);
 		assert_non_null(strstr(err.msg, "at most"));
-		assert_int_equal(host_desc_parse("{\"name\":\"a\0\"}", 13, &h, &err), -EINVAL);
+		assert_int_equal(
+			host_desc_parse("{\"name\":\"a\0\"}", 13, HOST_DESC_VMCE, &h, &err),
+			-EINVAL);
 		assert_non_null(strstr(err.msg, "NUL"));
 	}
 }

@@ -136,4 +136,33 @@ expect_usage "level needs at least one HOST.json file" profile level --json
 expect_usage "--want: invalid profile 'arm'" profile level --want arm "$H/a.json"
 expect_usage "--want applies to 'profile level' only" profile parse --want intel
 
+# QEMU hosts (--qemu): QEMU's query-vmce-host replies (whole, or the value alone) in; without
+# --want vmce's default profile as far as every host backs it; the -object option out.
+Q=$H/qemu
+expect_ok profile level --qemu "$Q/tcg.json" "$Q/kvm.json"
+out_line '^profile: intel,banks=2,ser,tes$'
+out_line '^cmci: dropped: host q-kvm cannot back it$'
+out_line '^qemu: -object vmce,id=vmce0,profile=intel,,banks=2,,ser,,tes$'
+expect_ok profile level --qemu --json "$Q/tcg.json" "$Q/kvm.json"
+jq_is .profile '"intel,banks=2,ser,tes"'
+jq_is .qemu_object '"vmce,id=vmce0,profile=intel,,banks=2,,ser,,tes"'
+expect_ok profile level --qemu --want intel,banks=4,ser,lmce,ctl "$Q/tcg.json"
+out_line '^qemu: -object vmce,id=vmce0,profile=intel,,banks=4,,ser,,lmce,,ctl$'
+expect_ok profile level --qemu "$Q/amd.json"
+out_line '^qemu: -object vmce,id=vmce0,profile=amd,,banks=2,,succor$'
+# The formats do not mix, and a reply must hold the host's object.
+expect_fail "tcg.json: field 'return': unknown (expected name, vendor, max_banks" \
+	profile level "$Q/tcg.json"
+expect_fail "a.json: field 'max_banks': unknown (expected name, vendor, max-banks" \
+	profile level --qemu "$H/a.json"
+printf '{"return": [1]}' >"$TMP/reply.json"
+expect_fail "reply.json: field 'return': expected query-vmce-host's object" \
+	profile level --qemu "$TMP/reply.json"
+printf '{"name": "x", "vendor": "intel", "max-banks": 4, "caps": [], "accel": "xen"}' \
+	>"$TMP/accel.json"
+expect_fail "accel.json: field 'accel': 'xen' is neither tcg nor kvm" \
+	profile level --qemu "$TMP/accel.json"
+expect_fail "no profile fits the pool: vendor:" profile level --qemu "$Q/tcg.json" "$Q/amd.json"
+expect_usage "--qemu applies to 'profile level' only" profile parse --qemu
+
 finish

@@ -16,7 +16,7 @@ static const char profile_help[] =
 	"Usage: vmcectl profile parse [--json] [TEXT]\n"
 	"       vmcectl profile print [TEXT]\n"
 	"       vmcectl profile validate TEXT\n"
-	"       vmcectl profile level [--want PROFILE] [--json] HOST.json...\n"
+	"       vmcectl profile level [--want PROFILE] [--json] [--qemu] HOST.json...\n"
 	"\n"
 	"A profile is the machine-check interface a guest sees, e.g.\n"
 	"intel,banks=2,ser,tes,cmci or amd,banks=4,succor.  Tokens: the vendor\n"
@@ -34,6 +34,10 @@ static const char profile_help[] =
 	"Options:\n"
 	"  --json          parse, level: print one JSON object\n"
 	"  --want PROFILE  level: the profile wanted (default: all the pool allows)\n"
+	"  --qemu          level: the hosts are QEMU's (query-vmce-host replies); also\n"
+	"                  print the -object vmce option for the pool (without --want:\n"
+	"                  vmce's default profile, intel,banks=2,ser,tes,cmci or\n"
+	"                  amd,banks=2,succor, as far as every host backs it)\n"
 	"  -h, --help      show this help\n";
 
 static void print_parsed(const struct vmce_profile *p, const char *canon)
@@ -119,6 +123,7 @@ static int profile_show(const char *action, const char *text, bool json)
 struct profile_args {
 	const char *want;
 	bool json;
+	bool qemu;
 };
 
 static int profile_opt(int c, const char *arg, void *ctx)
@@ -127,6 +132,8 @@ static int profile_opt(int c, const char *arg, void *ctx)
 
 	if (c == 'j')
 		a->json = true;
+	else if (c == 'q')
+		a->qemu = true;
 	else
 		a->want = arg;
 	return 0;
@@ -137,10 +144,11 @@ int cmd_profile(int argc, char **argv)
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, 'j'},
 		{"want", required_argument, NULL, 'w'},
+		{"qemu", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct profile_args a = {NULL, false};
+	struct profile_args a = {NULL, false, false};
 	const char *action, *text = NULL;
 	int rc = parse_options(argc, argv, opts, profile_help, profile_opt, &a);
 
@@ -153,10 +161,13 @@ int cmd_profile(int argc, char **argv)
 		if (optind >= argc)
 			return usage_error("level needs at least one HOST.json file");
 		return profile_level(argv + optind, (size_t)(argc - optind), a.want,
-				     a.json ? LEVEL_JSON : LEVEL_TEXT);
+				     a.json ? LEVEL_JSON : LEVEL_TEXT,
+				     a.qemu ? HOST_DESC_QEMU : HOST_DESC_VMCE);
 	}
 	if (a.want)
 		return usage_error("--want applies to 'profile level' only");
+	if (a.qemu)
+		return usage_error("--qemu applies to 'profile level' only");
 	if (strcmp(action, "parse") && strcmp(action, "print") && strcmp(action, "validate"))
 		return usage_error("unknown action '%.32s' (expected parse, print, validate or "
 				   "level)",

@@ -174,14 +174,14 @@ static const char *get_string(const char *field, const json_t *v, struct vmce_er
 	return json_string_value(v);
 }
 
-static int get_name(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_name(const char *f, const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
 {
-	const char *s = get_string("name", v, err);
+	const char *s = get_string(f, v, err);
 
 	if (!s)
 		return -EINVAL;
 	if (!s[0])
-		return desc_fail(err, "field 'name': empty");
+		return desc_fail(err, "field '%s': empty", f);
 	snprintf(h->name, sizeof(h->name), "%s", s);
 	return 0;
 }
@@ -200,48 +200,49 @@ static int get_choice(const char *field, const json_t *v, const char *first, con
 	return strcmp(s, first) ? 1 : 0;
 }
 
-static int get_vendor(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_vendor(const char *f, const json_t *v, struct vmce_host_desc *h,
+		      struct vmce_err *err)
 {
-	int c = get_choice("vendor", v, "intel", "amd", err);
+	int c = get_choice(f, v, "intel", "amd", err);
 
 	h->vendor = c == 1 ? VMCE_VENDOR_AMD : VMCE_VENDOR_INTEL;
 	return c < 0 ? c : 0;
 }
 
-static int get_banks(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_banks(const char *f, const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
 {
 	json_int_t n = json_integer_value(v);
 
 	if (json_is_real(v))
-		return desc_fail(err, "field 'max_banks': expected an integer");
+		return desc_fail(err, "field '%s': expected an integer", f);
 	if (!json_is_integer(v))
-		return desc_fail(err, "field 'max_banks': expected a non-negative integer");
+		return desc_fail(err, "field '%s': expected a non-negative integer", f);
 	if (n < 0)
-		return desc_fail(err, "field 'max_banks': must not be negative");
+		return desc_fail(err, "field '%s': must not be negative", f);
 	if (n > 999999)
-		return desc_fail(err, "field 'max_banks': number too large");
+		return desc_fail(err, "field '%s': number too large", f);
 	if (n < 1 || n > VMCE_MAX_BANKS)
-		return desc_fail(err, "field 'max_banks': %u is out of range (1 to %d)",
-				 (unsigned)n, VMCE_MAX_BANKS);
+		return desc_fail(err, "field '%s': %u is out of range (1 to %d)", f, (unsigned)n,
+				 VMCE_MAX_BANKS);
 	h->max_banks = (unsigned)n;
 	return 0;
 }
 
-static int get_caps(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_caps(const char *f, const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
 {
 	const json_t *m;
 	char field[32];
 	size_t i, c;
 
 	if (!json_is_array(v))
-		return desc_fail(err, "field 'caps': expected an array of strings");
+		return desc_fail(err, "field '%s': expected an array of strings", f);
 	if (json_array_size(v) > CAPS_MAX)
-		return desc_fail(err, "field 'caps': more than %d entries", CAPS_MAX);
+		return desc_fail(err, "field '%s': more than %d entries", f, CAPS_MAX);
 	json_array_foreach(v, i, m)
 	{
 		const char *name;
 
-		snprintf(field, sizeof(field), "caps[%zu]", i);
+		snprintf(field, sizeof(field), "%s[%zu]", f, i);
 		name = get_string(field, m, err);
 		if (!name)
 			return -EINVAL;
@@ -259,47 +260,71 @@ static int get_caps(const json_t *v, struct vmce_host_desc *h, struct vmce_err *
 	return 0;
 }
 
-static int get_version(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_version(const char *f, const json_t *v, struct vmce_host_desc *h,
+		       struct vmce_err *err)
 {
-	const char *s = get_string("vmce_version", v, err);
+	const char *s = get_string(f, v, err);
 	unsigned maj = 0, min = 0;
 	int n = 0;
 
 	if (!s)
 		return -EINVAL;
 	if (sscanf(s, "%3u.%3u%n", &maj, &min, &n) != 2 || s[n] || s[0] < '0' || s[0] > '9')
-		return desc_fail(err, "field 'vmce_version': '%s' is not MAJOR.MINOR", s);
+		return desc_fail(err, "field '%s': '%s' is not MAJOR.MINOR", f, s);
 	h->version_major = maj;
 	h->version_minor = min;
 	return 0;
 }
 
-static int get_backend(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_backend(const char *f, const json_t *v, struct vmce_host_desc *h,
+		       struct vmce_err *err)
 {
-	int c = get_choice("backend", v, "kvm-userspace", "kvm-hybrid", err);
+	int c = get_choice(f, v, "kvm-userspace", "kvm-hybrid", err);
 
 	h->backend = c == 1 ? VMCE_BACKEND_KVM_HYBRID : VMCE_BACKEND_KVM_USERSPACE;
 	return c < 0 ? c : 0;
 }
 
-/* The fields, in the order the "missing" checks name them; the first four are required. */
+/* QEMU's accelerator: the MCA MSRs are vmce's in user space under either (kvm-userspace). */
+static int get_accel(const char *f, const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
+{
+	int c = get_choice(f, v, "tcg", "kvm", err);
+
+	h->backend = VMCE_BACKEND_KVM_USERSPACE;
+	return c < 0 ? c : 0;
+}
+
+/* The fields of each format (NULL: not in it), in the order the "missing" checks name them. */
 static const struct {
-	const char *name;
-	int (*get)(const json_t *v, struct vmce_host_desc *h, struct vmce_err *err);
+	const char *name[2]; /* by enum host_desc_format */
+	int (*get)(const char *f, const json_t *v, struct vmce_host_desc *h, struct vmce_err *err);
 	bool required;
 } fields[] = {
-	{"name", get_name, true},
-	{"vendor", get_vendor, true},
-	{"max_banks", get_banks, true},
-	{"caps", get_caps, true},
-	{"vmce_version", get_version, false},
-	{"backend", get_backend, false},
+	{{"name", "name"}, get_name, true},
+	{{"vendor", "vendor"}, get_vendor, true},
+	{{"max_banks", "max-banks"}, get_banks, true},
+	{{"caps", "caps"}, get_caps, true},
+	{{"vmce_version", "vmce-version"}, get_version, false},
+	{{"backend", NULL}, get_backend, false},
+	{{NULL, "accel"}, get_accel, false},
 };
 
 #define NR_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
+/* The field called key in format fmt, or NR_FIELDS. */
+static size_t field_of(enum host_desc_format fmt, const char *key)
+{
+	size_t f;
+
+	for (f = 0; f < NR_FIELDS; f++)
+		if (fields[f].name[fmt] && !strcmp(key, fields[f].name[fmt]))
+			break;
+	return f;
+}
+
 /* The object's members in document order, then the required ones that are missing. */
-static int get_fields(const json_t *root, struct vmce_host_desc *h, struct vmce_err *err)
+static int get_fields(const json_t *root, enum host_desc_format fmt, struct vmce_host_desc *h,
+		      struct vmce_err *err)
 {
 	const char *key;
 	json_t *v;
@@ -307,19 +332,20 @@ static int get_fields(const json_t *root, struct vmce_host_desc *h, struct vmce_
 
 	json_object_foreach((json_t *)root, key, v)
 	{
-		for (f = 0; f < NR_FIELDS && strcmp(key, fields[f].name); f++)
-			;
+		f = field_of(fmt, key);
 		if (f == NR_FIELDS)
-			return desc_fail(err,
-					 "field '%s': unknown (expected name, vendor, max_banks, "
-					 "caps, vmce_version, backend)",
-					 key);
-		if (fields[f].get(v, h, err))
+			return desc_fail(err, "field '%s': unknown (expected %s)", key,
+					 fmt == HOST_DESC_QEMU ? "name, vendor, max-banks, caps, "
+								 "vmce-version, accel"
+							       : "name, vendor, max_banks, caps, "
+								 "vmce_version, backend");
+		if (fields[f].get(key, v, h, err))
 			return -EINVAL;
 	}
 	for (f = 0; f < NR_FIELDS; f++)
-		if (fields[f].required && !json_object_get(root, fields[f].name))
-			return desc_fail(err, "field '%s': missing", fields[f].name);
+		if (fields[f].required && fields[f].name[fmt] &&
+		    !json_object_get(root, fields[f].name[fmt]))
+			return desc_fail(err, "field '%s': missing", fields[f].name[fmt]);
 	for (size_t c = 0; c < NR_CAPS; c++)
 		if ((h->caps & capdescs[c].cap) &&
 		    !(h->vendor == VMCE_VENDOR_AMD ? capdescs[c].amd : capdescs[c].intel))
@@ -330,7 +356,8 @@ static int get_fields(const json_t *root, struct vmce_host_desc *h, struct vmce_
 	return 0;
 }
 
-int host_desc_parse(const char *text, size_t len, struct vmce_host_desc *out, struct vmce_err *err)
+int host_desc_parse(const char *text, size_t len, enum host_desc_format fmt,
+		    struct vmce_host_desc *out, struct vmce_err *err)
 {
 	struct vmce_host_desc h;
 	size_t first;
@@ -346,6 +373,17 @@ int host_desc_parse(const char *text, size_t len, struct vmce_host_desc *out, st
 	if (!root)
 		return -EINVAL;
 	first = strspn(text, " \t\r\n");
+	if (fmt == HOST_DESC_QEMU && json_is_object(root) && json_object_get(root, "return")) {
+		/* a whole QMP reply: its value is the description */
+		json_t *ret = json_incref(json_object_get(root, "return"));
+
+		json_decref(root);
+		root = ret;
+		if (!json_is_object(root)) {
+			json_decref(root);
+			return desc_fail(err, "field 'return': expected query-vmce-host's object");
+		}
+	}
 	if (!json_is_object(root))
 		rc = desc_fail(err,
 			       "offset %zu: expected '{' at the start of the host description, got "
@@ -359,7 +397,7 @@ int host_desc_parse(const char *text, size_t len, struct vmce_host_desc *out, st
 		h.version_major = VMCE_VERSION_MAJOR;
 		h.version_minor = VMCE_VERSION_MINOR;
 		h.backend = VMCE_BACKEND_KVM_USERSPACE;
-		rc = get_fields(root, &h, err);
+		rc = get_fields(root, fmt, &h, err);
 		if (!rc)
 			*out = h;
 	}

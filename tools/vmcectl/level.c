@@ -51,7 +51,8 @@ static char *read_host_file(const char *path)
 }
 
 /* Read and parse every file; the message names the file. */
-static int read_hosts(char **files, size_t n, struct vmce_host_desc *hosts)
+static int read_hosts(char **files, size_t n, enum host_desc_format in,
+		      struct vmce_host_desc *hosts)
 {
 	struct vmce_err err = {{0}};
 
@@ -61,7 +62,7 @@ static int read_hosts(char **files, size_t n, struct vmce_host_desc *hosts)
 
 		if (!text)
 			return EXIT_FAIL;
-		rc = host_desc_parse(text, strlen(text), &hosts[i], &err);
+		rc = host_desc_parse(text, strlen(text), in, &hosts[i], &err);
 		free(text);
 		if (rc)
 			return fail("%.200s: %s", files[i], err.msg);
@@ -87,14 +88,38 @@ json_t *level_result_json(const struct vmce_level_result *r)
 	return json_pack("{s:s, s:o}", "profile", prof, "notes", notes);
 }
 
-static int print_result(const struct vmce_level_result *r, enum level_format fmt)
+void level_qemu_object(const struct vmce_profile *p, char *buf, size_t len)
 {
+	char prof[128];
+	size_t o = 0;
+
+	vmce_profile_format(p, prof, sizeof(prof));
+	o = (size_t)snprintf(buf, len, "vmce,id=vmce0,profile=");
+	/* QEMU's option syntax: a comma inside a value is doubled */
+	for (const char *c = prof; *c && o + 3 < len; c++) {
+		if (*c == ',')
+			buf[o++] = ',';
+		buf[o++] = *c;
+	}
+	buf[o < len ? o : len - 1] = '\0';
+}
+
+static int print_result(const struct vmce_level_result *r, enum level_format fmt,
+			enum host_desc_format in)
+{
+	char object[320];
 	json_t *j;
 	char *out;
 	int len;
 
+	level_qemu_object(&r->profile, object, sizeof(object));
 	if (fmt == LEVEL_JSON) {
 		j = level_result_json(r);
+		if (j && in == HOST_DESC_QEMU &&
+		    json_object_set_new(j, "qemu_object", json_string(object))) {
+			json_decref(j);
+			j = NULL;
+		}
 		out = j ? json_dumps(j, JSON_COMPACT) : NULL;
 		json_decref(j);
 	} else {
@@ -108,11 +133,14 @@ static int print_result(const struct vmce_level_result *r, enum level_format fmt
 	fputs(out, stdout);
 	if (fmt == LEVEL_JSON)
 		putchar('\n');
+	else if (in == HOST_DESC_QEMU)
+		printf("qemu: -object %s\n", object);
 	free(out);
 	return EXIT_OK;
 }
 
-int profile_level(char **files, size_t n, const char *want_text, enum level_format fmt)
+int profile_level(char **files, size_t n, const char *want_text, enum level_format fmt,
+		  enum host_desc_format in)
 {
 	struct vmce_level_result *res;
 	struct vmce_host_desc *hosts;
@@ -130,11 +158,21 @@ int profile_level(char **files, size_t n, const char *want_text, enum level_form
 	if (!hosts || !res)
 		rc = fail("out of memory");
 	else
-		rc = read_hosts(files, n, hosts);
+		rc = read_hosts(files, n, in, hosts);
+	if (!rc && !want_text && in == HOST_DESC_QEMU) {
+		/* The -object option is the profile of every new guest: vmce's default (few
+		 * banks: each is an MSR exit), not all the pool could back */
+		vmce_profile_default(&want);
+		if (hosts[0].vendor == VMCE_VENDOR_AMD) {
+			want.vendor = VMCE_VENDOR_AMD;
+			want.caps = VMCE_CAP_SUCCOR;
+		}
+		want_text = "default";
+	}
 	if (!rc && vmce_level_descs(hosts, n, want_text ? &want : NULL, res, &err))
 		rc = fail("no profile fits the pool: %s", err.msg);
 	if (!rc)
-		rc = print_result(res, fmt);
+		rc = print_result(res, fmt, in);
 	free(hosts);
 	free(res);
 	return rc;

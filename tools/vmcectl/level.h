@@ -12,15 +12,23 @@
 #include <jansson.h>
 #include <vmce/migrate.h>
 
+#include "hostdesc.h"
+
 /* The output formats of the result. */
 enum level_format {
 	LEVEL_TEXT, /* vmce_level_format(): "profile: ..." and one "field: text" line per note */
 	LEVEL_JSON, /* one JSON object, level_result_json() */
 };
 
-/* Level the pool of host description files; want_text: the --want profile or NULL.  Prints the
- * result on stdout and returns an exit status (a message on stderr when not EXIT_OK). */
-int profile_level(char **files, size_t n, const char *want_text, enum level_format fmt);
+/* Level the pool of host description files of format in; want_text: the --want profile or NULL.
+ * Prints the result on stdout (for QEMU hosts with the -object option: a "qemu: -object ..."
+ * line, or the JSON member "qemu_object") and returns an exit status (a message on stderr when
+ * not EXIT_OK). */
+int profile_level(char **files, size_t n, const char *want_text, enum level_format fmt,
+		  enum host_desc_format in);
+
+/* QEMU's -object option value for a profile: vmce,id=vmce0,profile=intel,,banks=2,,... */
+void level_qemu_object(const struct vmce_profile *p, char *buf, size_t len);
 
 /* The result as JSON: {"profile":"intel,banks=8,ser,tes,ctl","notes":[{"field":"banks",
  * "hosts":"b","text":"..."},...]} (NULL when out of memory). */
