@@ -4,12 +4,14 @@
 # qemu/build.sh - build Debian 12's QEMU with vmce's patch series (qemu/patches/series), linked
 # dynamically against libvmce, and cache the result outside the source tree.
 #
-#   qemu/build.sh --libvmce-build DIR [--out FILE]
+#   qemu/build.sh --libvmce-build DIR [--out FILE] [--asan]
 #
 #   --libvmce-build DIR  the vmce build tree holding libvmce.so (its public headers are this
 #                        source tree's include/vmce/)
 #   --out FILE           write QEMU=<binary>, VMCE_LIB_DIR=DIR, QEMU_DEBIAN_VERSION=...,
 #                        QEMU_KEY=... there (run the binary with LD_LIBRARY_PATH=DIR)
+#   --asan               build QEMU with AddressSanitizer and UBSan (configure
+#                        --enable-sanitizers), in a build directory and cache entry of its own
 #
 # What it does:
 #   1. installs the build dependencies when missing (apt-get, as root), and adds a deb-src
@@ -31,6 +33,7 @@ top=$(cd "$here/.." && pwd)
 patches="$here/patches"
 libdir=
 out=
+asan=
 
 say() {
 	echo "vmce-qemu-build: $*"
@@ -58,8 +61,12 @@ while [ $# -gt 0 ]; do
 		out=$2
 		shift 2
 		;;
+	--asan)
+		asan=1
+		shift
+		;;
 	*)
-		die "unknown argument '$1' (usage: build.sh --libvmce-build DIR [--out FILE])"
+		die "unknown argument '$1' (usage: build.sh --libvmce-build DIR [--out FILE] [--asan])"
 		;;
 	esac
 done
@@ -125,8 +132,19 @@ key=$( (
 		[ -n "$p" ] && cat "$patches/$p"
 	done <"$patches/series"
 	cat "$top"/include/vmce/*.h
+	echo "asan=$asan"
 ) | sha256sum | cut -c1-16)
-bin="$cache/bin-$key/qemu-system-x86_64"
+# A build variant: its own build directory and binaries
+if [ -n "$asan" ]; then
+	variant=asan
+	builddir=build-vmce-asan
+	sanitize=--enable-sanitizers
+else
+	variant=bin
+	builddir=build-vmce
+	sanitize=
+fi
+bin="$cache/$variant-$key/qemu-system-x86_64"
 
 write_out() {
 	[ -n "$out" ] || return 0
@@ -135,7 +153,8 @@ write_out() {
 }
 
 check_binary() {
-	LD_LIBRARY_PATH="$libdir" "$bin" -object vmce,help 2>&1 | grep -q profile
+	ASAN_OPTIONS=detect_leaks=0 LD_LIBRARY_PATH="$libdir" "$bin" -object vmce,help 2>&1 |
+		grep -q profile
 }
 
 if [ -x "$bin" ] && check_binary; then
@@ -162,7 +181,7 @@ fi
 
 cd "$srcdir"
 git checkout -q -f "$(git rev-list --max-parents=0 HEAD)" 2>/dev/null &&
-	git clean -fdxq -e /build-vmce || die "cannot reset $srcdir"
+	git clean -fdxq -e /build-vmce -e /build-vmce-asan || die "cannot reset $srcdir"
 say "applying $(grep -c . "$patches/series") patches"
 while read -r p; do
 	[ -n "$p" ] || continue
@@ -193,28 +212,28 @@ Libs: -L\${libdir} -lvmce
 Cflags: -I\${includedir}
 EOF
 
-mkdir -p build-vmce && cd build-vmce
+mkdir -p "$builddir" && cd "$builddir"
 if [ ! -f build.ninja ]; then
-	say "configuring"
+	say "configuring $builddir"
 	PKG_CONFIG_PATH="$pc" ../configure --target-list=x86_64-softmmu --disable-docs \
 		--disable-werror --without-default-features --enable-tcg --enable-kvm \
-		--enable-slirp --enable-fdt=system --enable-vmce >configure.log 2>&1 ||
+		--enable-slirp --enable-fdt=system --enable-vmce $sanitize >configure.log 2>&1 ||
 		{
 			tail -n 30 configure.log >&2
-			die "configure failed (build-vmce/configure.log)"
+			die "configure failed ($builddir/configure.log)"
 		}
 fi
 say "building qemu-system-x86_64 ($(nproc) jobs)"
 PKG_CONFIG_PATH="$pc" ninja -j "$(nproc)" qemu-system-x86_64 >ninja.log 2>&1 ||
 	{
 		grep -E -A5 'error:|FAILED' ninja.log | head -n 60 >&2
-		die "the build failed ($srcdir/build-vmce/ninja.log)"
+		die "the build failed ($srcdir/$builddir/ninja.log)"
 	}
-mkdir -p "$cache/bin-$key.tmp" && cp qemu-system-x86_64 "$cache/bin-$key.tmp/" &&
-	rm -rf "$cache/bin-$key" && mv "$cache/bin-$key.tmp" "$cache/bin-$key" ||
-	die "cannot store the binary in $cache/bin-$key"
+store="$cache/$variant-$key"
+mkdir -p "$store.tmp" && cp qemu-system-x86_64 "$store.tmp/" &&
+	rm -rf "$store" && mv "$store.tmp" "$store" || die "cannot store the binary in $store"
 check_binary || die "$bin does not list the vmce object"
-# Keep the three newest builds.
-ls -dt "$cache"/bin-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+# Keep the three newest builds of each variant.
+ls -dt "$cache/$variant"-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
 say "built $bin in $(($(date +%s) - start))s (key $key, QEMU $version)"
 write_out

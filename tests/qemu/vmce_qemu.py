@@ -77,7 +77,7 @@ class Guest:
     """One QEMU process: console over a UNIX socket, QMP over another."""
 
     def __init__(self, ctx, name, cpus=1, cpu=CPU_INTEL, vmce=DEFAULT_PROFILE, json_object=False,
-                 extra=(), incoming=False, qemu=None, wait=True, reboot=False):
+                 extra=(), incoming=False, qemu=None, wait=True, reboot=False, accel="tcg"):
         self.ctx = ctx
         self.name = name
         self.dir = os.path.join(ctx.work, "run-" + name)
@@ -95,7 +95,7 @@ class Guest:
         self.nonce = 0
         self.wait = wait
         args = [qemu or ctx.qemu, "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
-                "-accel", "tcg", "-machine", "pc", "-cpu", cpu, "-smp", str(cpus),
+                "-accel", accel, "-machine", "pc", "-cpu", cpu, "-smp", str(cpus),
                 "-m", str(GUEST_MEM_MB), "-nodefaults", "-display", "none",
                 "-kernel", ctx.kernel, "-initrd", ctx.initrd, "-append", KERNEL_ARGS,
                 "-serial", "unix:%s,server=on,wait=on" % self.serial_path,
@@ -122,6 +122,10 @@ class Guest:
         self.stderr = open(os.path.join(self.dir, "qemu.log"), "w")
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = self.ctx.libdir
+        # A sanitizer build of QEMU (qemu/build.sh --asan): QEMU frees little at exit, and any
+        # report fails the scenario (check_sanitizers)
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1"
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=self.stderr, stderr=subprocess.STDOUT, env=env)
         self.serial = self._connect(self.serial_path)
@@ -202,6 +206,15 @@ class Guest:
                 return f.read()[-2000:]
         except OSError:
             return ""
+
+    def sanitizer_report(self):
+        try:
+            with open(os.path.join(self.dir, "qemu.log"), errors="replace") as f:
+                log = f.read()
+        except OSError:
+            return None
+        m = re.search(r"ERROR: AddressSanitizer.*|runtime error:.*", log)
+        return m.group(0) if m else None
 
     def alive_process(self):
         return self.proc is not None and self.proc.poll() is None
@@ -750,6 +763,66 @@ def scenario_mig_window(ctx):
             q2["profile"], ",".join(banks)))
 
 
+# ---- pool levelling --------------------------------------------------------------------------------
+
+def vmcectl(ctx, *args):
+    tool = os.path.join(ctx.libdir, "tools", "vmcectl", "vmcectl")
+    p = subprocess.run([tool] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def scenario_pool_level(ctx):
+    """Two QEMU hosts describe what they back (query-vmce-host): one under TCG, one under KVM
+    with KVM's local APIC (no CMCI, no LMCE).  vmcectl levels them and prints the -object vmce
+    option; a Linux guest boots with it under TCG, and QEMU under KVM takes it without a warning."""
+    tcg = ctx.guest("pool_tcg", wait=False)
+    kvm = ctx.guest("pool_kvm", accel="kvm", wait=False)
+    files = []
+    descs = {}
+    for name, g, wrap in (("h-tcg", tcg, True), ("h-kvm", kvm, False)):
+        d = g.qmp("query-vmce-host", name=name)
+        descs[name] = d
+        path = os.path.join(ctx.work, name + ".json")
+        with open(path, "w") as f:
+            json.dump({"return": d} if wrap else d, f)  # a QMP reply, or just its value
+        files.append(path)
+    if "cmci" not in descs["h-tcg"]["caps"] or "cmci" in descs["h-kvm"]["caps"] or \
+            "lmce" in descs["h-kvm"]["caps"]:
+        raise Fail("host descriptions: %s" % descs)
+    tcg.close()
+    kvm.close()
+    rc, out, err = vmcectl(ctx, "profile", "level", "--qemu", *files)
+    if rc != 0:
+        raise Fail("vmcectl profile level --qemu: status %d: %s" % (rc, err))
+    m = re.search(r"^qemu: (-object (\S+))$", out, re.M)
+    p = re.search(r"^profile: (\S+)$", out, re.M)
+    if not m or not p or not re.search(r"^cmci: dropped: host h-kvm", out, re.M):
+        raise Fail("vmcectl profile level --qemu printed: %s" % out)
+    rc, jout, err = vmcectl(ctx, "profile", "level", "--qemu", "--json", *files)
+    j = json.loads(jout)
+    if rc != 0 or j.get("qemu_object") != m.group(2) or j.get("profile") != p.group(1):
+        raise Fail("vmcectl profile level --qemu --json: %s %s" % (jout, err))
+    # The printed option, as is, on both kinds of host
+    g = ctx.guest("pool_guest", vmce=None, extra=["-object", m.group(2)])
+    info = g.qmp("query-vmce")
+    if info["profile"] != p.group(1):
+        raise Fail("the guest got profile %s, not %s" % (info["profile"], p.group(1)))
+    seen = bank_files(g)
+    k = ctx.guest("pool_kvm_guest", vmce=None, accel="kvm", wait=False,
+                  extra=["-object", m.group(2)])
+    kinfo = k.qmp("query-vmce")
+    time.sleep(1)
+    if kinfo["profile"] != p.group(1) or "warning: vmce" in k.qemu_log():
+        raise Fail("under KVM: profile %s, log %s" % (kinfo["profile"], k.qemu_log()))
+    result("pool_level", "hosts: %s; vmcectl: %s; a Linux guest under TCG boots with it "
+           "(banks %s), QEMU under KVM takes it without a warning" %
+           ("; ".join("%s %s" % (n, ",".join(d["caps"])) for n, d in descs.items()),
+            " | ".join(l for l in out.splitlines() if l.startswith(("profile", "cmci", "lmce",
+                                                                   "qemu"))),
+            ",".join(seen)))
+
+
 def vmce_section(data):
     """Offset of the vmce stream's 32-bit length in a saved migration stream: after the section
     header (type 0x04, section id, idstr length 4, "vmce", instance id, version id)."""
@@ -1256,6 +1329,7 @@ SCENARIOS = {
     "mig_refused": scenario_mig_refused,
     "mig_malformed": scenario_mig_malformed,
     "mig_stock": scenario_mig_stock,
+    "pool_level": scenario_pool_level,
     "mig_window": scenario_mig_window,
     "mig_race": scenario_mig_race,
 }
@@ -1283,6 +1357,11 @@ def main(scenarios=None, ctx_class=None, guest_option="--guest-env", doc=None):
         ctx = ctx_class(a)
         t0 = time.time()
         scenarios[a.scenario](ctx)
+        for g in ctx.guests:
+            g.close()
+            report = g.sanitizer_report()
+            if report:
+                raise Fail("%s: sanitizer report: %s" % (g.name, report))
         say("PASS %s in %.1fs" % (a.scenario, time.time() - t0))
         return 0
     except Skip as e:
