@@ -645,7 +645,7 @@ static int do_migrate(struct control *c, struct req *r, struct sbuf *s)
 		return -1;
 	if (vmm_migrate_out(vm, to->str, abort_on_error, &res)) {
 		snprintf(r->err, sizeof(r->err),
-			 "migration failed, the guest keeps running here: %.400s", res.reason);
+			 "migration failed, the guest keeps running here: %.400s", res.err.msg);
 		return -1;
 	}
 	SBUF_LIT(s, "{\"ok\":true");
