@@ -17,16 +17,6 @@
 
 #include "vmm.h"
 
-int vmm_fail(struct vmm_err *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 uint64_t vmm_now_ns(void)
 {
 	struct timespec ts;
@@ -134,7 +124,7 @@ json_t *vmm_json_text(const char *s)
 
 char *vmm_json_dump(const json_t *obj)
 {
-	char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 	size_t n = 0, len;
 	char *out, *o;
 
@@ -201,25 +191,29 @@ void vmm_log_json(struct vmm *vm, const json_t *obj)
 	free(line);
 }
 
+char *vmm_event_text(const struct vmce_event *ev)
+{
+	int n = vmce_event_format_json(ev, NULL, 0);
+	char *text;
+
+	if (n <= 0)
+		return NULL;
+	text = malloc((size_t)n + 1);
+	if (text)
+		vmce_event_format_json(ev, text, (size_t)n + 1);
+	return text;
+}
+
 void vmm_on_event(const struct vmce_event *ev, void *opaque)
 {
 	struct vmm *vm = opaque;
-	char buf[1024];
 
 	if (vm->events_log) {
-		int n = vmce_event_format_json(ev, buf, sizeof(buf));
-		char *line = buf;
+		char *line = vmm_event_text(ev);
 
-		/* A reason full of escaped bytes may not fit: format it again, whole. */
-		if (n >= (int)sizeof(buf)) {
-			line = malloc((size_t)n + 1);
-			if (line)
-				vmce_event_format_json(ev, line, (size_t)n + 1);
-		}
-		if (line && n > 0)
+		if (line)
 			log_line(vm, line);
-		if (line != buf)
-			free(line);
+		free(line);
 	}
 	if (ev->kind == VMCE_EVENT_FATAL)
 		fprintf(stderr,

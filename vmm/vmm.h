@@ -30,6 +30,7 @@
 #define VMM_VMM_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,6 +62,18 @@ enum vmm_exit {
 struct vmm_err {
 	char msg[512];
 };
+
+/* Fill err with the formatted sentence; returns -1. */
+static inline __attribute__((format(printf, 2, 3))) int vmm_fail(struct vmm_err *err,
+								 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 struct vmm_vcpu {
 	struct vmm *vm;
@@ -127,8 +140,6 @@ struct vmm {
 
 /* ---- vm.c: lifecycle ---- */
 
-/* Fill err with the formatted sentence; returns -1. */
-int vmm_fail(struct vmm_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t vmm_now_ns(void);
 /* Stop the VM (first caller wins): record status and reason, log them, kick every vCPU. */
 void vmm_stop(struct vmm *vm, int status, const char *fmt, ...)
@@ -141,12 +152,15 @@ void vmm_resume_vcpus(struct vmm *vm);
 void vmm_vcpu_park(struct vmm *vm);
 /* A JSON string of s; bytes that are not UTF-8 become '?'.  NULL only when out of memory. */
 struct json_t *vmm_json_text(const char *s);
-/* obj as one line of compact JSON, keys in insertion order (malloc'd; NULL: out of memory). */
+/* obj as one line of compact JSON, keys in insertion order, reals with 15 significant digits
+ * (malloc'd; NULL: out of memory). */
 char *vmm_json_dump(const struct json_t *obj);
 /* The "vm-exit" line of event streams and the events log (a new reference). */
 struct json_t *vmm_exit_json(struct vmm *vm);
 /* Append obj as one line to --events-log, if any (obj is not released). */
 void vmm_log_json(struct vmm *vm, const struct json_t *obj);
+/* vmce's JSON text of an event (malloc'd; NULL: out of memory). */
+char *vmm_event_text(const struct vmce_event *ev);
 /* vmce's event callback: the events log, stderr for fatal events, wake the followers. */
 void vmm_on_event(const struct vmce_event *ev, void *opaque);
 /* Release everything boot.c created (what exists of it). */
