@@ -112,7 +112,7 @@ static void armed_inject(struct vmm_vcpu *c)
 
 /*
  * An MMIO exit inside guest RAM: the page is not in any memory slot because it is poisoned (a
- * migrated guest, see migrate.c).  The guest consumed poison: an action-required error for this
+ * migrated guest, see mig_in.c).  The guest consumed poison: an action-required error for this
  * vCPU through the policy, like a host SIGBUS BUS_MCEERR_AR.  Returns true when handled that way.
  */
 static bool poisoned_access(struct vmm_vcpu *c)
