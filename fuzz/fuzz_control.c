@@ -65,8 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!json_is_object(r.obj) || json_object_size(r.obj) > CTL_MAX_FIELDS)
 		FZ_FAIL("%zu members", json_object_size(r.obj));
 	r.cmd = "fuzz";
-	json_object_foreach(r.obj, key, v)
-	{
+	json_object_foreach(r.obj, key, v) {
 		if (strlen(key) > CTL_MAX_KEY)
 			FZ_FAIL("key longer than the bound");
 		if (ctl_req_get(&r, key) != v)

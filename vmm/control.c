@@ -24,24 +24,6 @@
 
 static struct control ctl_store;
 
-bool ctl_bucket_take(double *tokens, uint64_t *last_ns, double rate)
-{
-	uint64_t now = vmm_now_ns();
-
-	if (*last_ns == 0) {
-		*tokens = rate;
-	} else {
-		*tokens += (double)(now - *last_ns) * rate / 1e9;
-		if (*tokens > rate)
-			*tokens = rate;
-	}
-	*last_ns = now;
-	if (*tokens < 1.0)
-		return false;
-	*tokens -= 1.0;
-	return true;
-}
-
 /* ---- output --------------------------------------------------------------------------------- */
 
 void sbuf_init(struct sbuf *s, size_t limit)
@@ -102,6 +84,17 @@ void sbuf_put_json(struct sbuf *s, const json_t *obj)
 		s->overflow = true; /* out of memory: the connection closes */
 		return;
 	}
+	sbuf_put(s, text, strlen(text));
+	sbuf_put(s, "\n", 1);
+	free(text);
+}
+
+void ctl_put_event_line(struct sbuf *s, const struct vmce_event *ev)
+{
+	char *text = vmm_event_text(ev);
+
+	if (!text)
+		return;
 	sbuf_put(s, text, strlen(text));
 	sbuf_put(s, "\n", 1);
 	free(text);
@@ -177,7 +170,7 @@ static void handle_line(struct control *c, struct conn *cn, char *line, size_t l
 		len--;
 	if (blank(line, len))
 		return;
-	if (!ctl_bucket_take(&cn->tokens, &cn->tokens_ns, CTL_REQ_RATE)) {
+	if (!ctl_bucket_take(&cn->tokens, &cn->tokens_ns, vmm_now_ns(), CTL_REQ_RATE)) {
 		snprintf(r.err.msg, sizeof(r.err.msg),
 			 "rate limit: more than %d requests per second on this connection",
 			 CTL_REQ_RATE);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * control.h - the control server's insides, shared by its files: the connections and their
- * output queues (control.c) and the commands (control_cmd.c).  Requests: control_req.h.
+ * output queues (control.c) and the commands (control_cmd.c, which calls control.c nothing
+ * back).  Requests and rate limits: control_req.h.
  */
 #ifndef VMM_CONTROL_H
 #define VMM_CONTROL_H
@@ -49,9 +50,6 @@ struct control {
 	uint64_t inj_tokens_ns;
 	struct vmce_event *evbuf; /* CTL_EVENTS_MAX events */
 };
-
-/* A token bucket of `rate` per second and as much burst: true when a token was taken. */
-bool ctl_bucket_take(double *tokens, uint64_t *last_ns, double rate);
 
 /*
  * A command: its handler adds its fields to resp (which has "ok":true and the request's "id")

@@ -11,7 +11,6 @@
 
 #include "control.h"
 
-
 static json_t *hex(uint64_t v)
 {
 	return json_sprintf("0x%" PRIx64, v);
@@ -261,7 +260,7 @@ static int do_inject(struct control *c, struct conn *cn, struct ctl_req *r, json
 	if (text ? inject_text_form(c, r, text, in_handler, he, &nrec)
 		 : inject_fields_form(c, r, cls, &he[0]))
 		return -1;
-	if (!ctl_bucket_take(&c->inj_tokens, &c->inj_tokens_ns, CTL_INJ_RATE))
+	if (!ctl_bucket_take(&c->inj_tokens, &c->inj_tokens_ns, vmm_now_ns(), CTL_INJ_RATE))
 		return vmm_fail(&r->err, "rate limit: more than %d injections per second",
 				CTL_INJ_RATE);
 	if (plan_all(c, r, he, nrec, plans))
@@ -392,17 +391,6 @@ static int do_status(struct control *c, struct conn *cn, struct ctl_req *r, json
 }
 
 /* ---- events --------------------------------------------------------------------------------- */
-
-void ctl_put_event_line(struct sbuf *s, const struct vmce_event *ev)
-{
-	char *text = vmm_event_text(ev);
-
-	if (!text)
-		return;
-	sbuf_put(s, text, strlen(text));
-	sbuf_put(s, "\n", 1);
-	free(text);
-}
 
 static int do_events(struct control *c, struct conn *cn, struct ctl_req *r, json_t *resp)
 {

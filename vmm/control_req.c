@@ -2,7 +2,8 @@
 /*
  * Control requests (control_req.h): jansson parses the line (strict: duplicate keys and NUL
  * bytes refused), then the bounds of the protocol are checked member by member, and handlers
- * read typed fields.  No JSON is parsed by hand here.
+ * read typed fields.  No JSON is parsed by hand here.  Also the token buckets of the rate
+ * limits.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -53,8 +54,7 @@ static void integer_overflow(struct ctl_req *r, const char *buf, size_t len,
 	json_t *v;
 
 	if (json_is_object(o))
-		json_object_foreach(o, key, v)
-		{
+		json_object_foreach(o, key, v) {
 			if (json_is_real(v) &&
 			    (json_real_value(v) >= 0x1p63 || json_real_value(v) < -0x1p63)) {
 				vmm_fail(&r->err, "field \"%.64s\": value out of range", key);
@@ -75,8 +75,7 @@ static int check_members(struct ctl_req *r)
 
 	if (json_object_size(r->obj) > CTL_MAX_FIELDS)
 		return vmm_fail(&r->err, "too many fields (limit %d)", CTL_MAX_FIELDS);
-	json_object_foreach(r->obj, key, v)
-	{
+	json_object_foreach(r->obj, key, v) {
 		if (strlen(key) > CTL_MAX_KEY)
 			return vmm_fail(&r->err, "a field name is longer than %d bytes",
 					CTL_MAX_KEY);
@@ -119,11 +118,21 @@ void ctl_req_free(struct ctl_req *r)
 	r->obj = NULL;
 }
 
+/* Has a handler taken the member key? */
+static bool taken(const struct ctl_req *r, const char *key)
+{
+	for (size_t i = 0; i < r->nused; i++)
+		if (!strcmp(r->used[i], key))
+			return true;
+	return false;
+}
+
 json_t *ctl_req_get(struct ctl_req *r, const char *key)
 {
 	json_t *v = json_object_get(r->obj, key);
 
-	if (v && r->nused < CTL_MAX_FIELDS)
+	/* Each member once: at most CTL_MAX_FIELDS of them. */
+	if (v && !taken(r, key) && r->nused < CTL_MAX_FIELDS)
 		r->used[r->nused++] = key;
 	return v;
 }
@@ -133,13 +142,8 @@ int ctl_req_check_unknown(struct ctl_req *r)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(r->obj, key, v)
-	{
-		size_t i = 0;
-
-		while (i < r->nused && strcmp(r->used[i], key))
-			i++;
-		if (i == r->nused)
+	json_object_foreach(r->obj, key, v) {
+		if (!taken(r, key))
 			return vmm_fail(&r->err, "unknown field \"%.64s\" for cmd \"%s\"", key,
 					r->cmd);
 	}
@@ -219,4 +223,20 @@ int ctl_req_str(struct ctl_req *r, const char *key, json_t **out)
 	if (v && !json_is_string(v))
 		return vmm_fail(&r->err, "field \"%s\" must be a string", key);
 	return 0;
+}
+
+bool ctl_bucket_take(double *tokens, uint64_t *last_ns, uint64_t now, double rate)
+{
+	if (*last_ns == 0) {
+		*tokens = rate;
+	} else {
+		*tokens += (double)(now - *last_ns) * rate / 1e9;
+		if (*tokens > rate)
+			*tokens = rate;
+	}
+	*last_ns = now;
+	if (*tokens < 1.0)
+		return false;
+	*tokens -= 1.0;
+	return true;
 }

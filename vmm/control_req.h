@@ -21,7 +21,7 @@ struct ctl_req {
 	json_t *obj;	 /* the request object */
 	const char *cmd; /* its "cmd", once dispatched */
 	json_t *id;	 /* its "id" when valid, else NULL */
-	/* Fields a handler looked at; any other member is unknown. */
+	/* Members a handler looked at (each once); any other member is unknown. */
 	const char *used[CTL_MAX_FIELDS];
 	size_t nused;
 	struct vmm_err err;
@@ -39,5 +39,9 @@ int ctl_req_bool(struct ctl_req *r, const char *key, bool def, bool *out);
 int ctl_req_str(struct ctl_req *r, const char *key, json_t **out);
 /* After a handler took its fields: -1 naming the first member it did not take. */
 int ctl_req_check_unknown(struct ctl_req *r);
+
+/* Rate limits: a token bucket of `rate` per second and as much burst, at time now (ns): true
+ * when a token was taken. */
+bool ctl_bucket_take(double *tokens, uint64_t *last_ns, uint64_t now, double rate);
 
 #endif
