@@ -22,6 +22,7 @@ static const char *const frame_names[F_MAX] = {"?",    "hello", "reply",  "mem",
 int mig_parse_addr(const char *s, union mig_addr *a, socklen_t *alen, struct vmm_err *err)
 {
 	const char *colon;
+	bool loopback;
 	char host[64];
 	unsigned long port;
 	char *end;
@@ -53,33 +54,32 @@ int mig_parse_addr(const char *s, union mig_addr *a, socklen_t *alen, struct vmm
 	if (!strcmp(host, "localhost"))
 		strcpy(host, "127.0.0.1");
 	if (inet_pton(AF_INET, host, &a->in.sin_addr) == 1) {
-		if ((ntohl(a->in.sin_addr.s_addr) >> 24) != 127)
-			return vmm_fail(err,
-					"%s is not a loopback address (migration runs over UNIX or "
-					"loopback TCP sockets only)",
-					host);
+		loopback = (ntohl(a->in.sin_addr.s_addr) >> 24) == 127;
 		a->in.sin_family = AF_INET;
 		a->in.sin_port = htons((uint16_t)port);
 		*alen = sizeof(a->in);
-		return 0;
-	}
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	if (inet_pton(AF_INET6, host, &a->in6.sin6_addr) == 1) {
-		if (!IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr))
+	} else {
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		if (inet_pton(AF_INET6, host, &a->in6.sin6_addr) != 1)
 			return vmm_fail(err,
-					"%s is not a loopback address (migration runs over UNIX or "
-					"loopback TCP sockets only)",
+					"host '%.64s' is not an IP address or localhost (loopback "
+					"only)",
 					host);
+		loopback = IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr);
 		a->in6.sin6_family = AF_INET6;
 		a->in6.sin6_port = htons((uint16_t)port);
 		*alen = sizeof(a->in6);
-		return 0;
 	}
-	return vmm_fail(err, "host '%.64s' is not an IP address or localhost (loopback only)",
+	if (!loopback)
+		return vmm_fail(
+			err,
+			"%s is not a loopback address (migration runs over UNIX or loopback "
+			"TCP sockets only)",
 			host);
+	return 0;
 }
 
 void mig_set_timeouts(int fd)

@@ -7,8 +7,10 @@
  * the picture; nothing calls upwards, so there is no cycle):
  *
  *   main.c       options, the main thread's loop, exit statuses
- *     -> control*.c   the control socket: connections (control.c), requests (control_req.c:
- *                     JSON parsing with jansson and field access), commands (control_cmd.c)
+ *     -> control*.c   the control socket: connections and dispatch (control.c), the command
+ *                     table and handlers (control_cmd.c), requests (control_req.c: JSON
+ *                     parsing with jansson, field access, rate limits); each calls only the
+ *                     ones after it in this list
  *          -> mig_*.c      live migration: the wire format (mig_wire.c, mig.h), the source
  *                          (mig_out.c) and the destination (mig_in.c)
  *               -> vcpu.c       the vCPU threads and their run loop
@@ -23,8 +25,9 @@
  * failure, and fills a caller-provided `struct vmm_err` with one sentence saying why
  * (vmm_fail() does both).  The caller decides where the sentence goes: stderr prefixed with
  * "vmce-vm: ", a control response, a migration reply.  Where a caller must tell several
- * failures apart the function returns a named enum instead (enum vmm_mig_in_result).  System
- * calls report through errno as usual and are turned into a sentence at once.
+ * failures apart the function returns a named enum instead (enum vmm_mig_in_result, the
+ * phases of mig_in.c with enum mig_step).  System calls report through errno as usual and are
+ * turned into a sentence at once.
  */
 #ifndef VMM_VMM_H
 #define VMM_VMM_H
