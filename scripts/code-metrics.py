@@ -33,7 +33,7 @@ def functions(path):
             j = i - 1
             while j > 0 and lines[j - 1].strip() and not lines[j - 1].startswith(("}", "*/", "#", " *")):
                 j -= 1
-            head = " ".join(lines[j:i])
+            head = re.sub(r"/\*.*?\*/", "", " ".join(lines[j:i]))  # a one-line comment above
             names = [n for n in NAME_RE.findall(head) if n not in ("__attribute__", "sizeof")]
             start = i
             while i < len(lines) and lines[i] != "}":
