@@ -23,6 +23,12 @@
 #define CTL_MAX_MIGRATE_TO    200	   /* migrate "to": bytes */
 #define CTL_OUT_LIMIT	      (1u << 20)   /* output queued per connection */
 #define CTL_RESPONSE_SOFT_MAX (900u << 10) /* an events page stops growing here */
+#define CTL_MAX_FIELDS	      32	   /* members of a request object */
+#define CTL_MAX_KEY	      64	   /* a field name: bytes */
+#define CTL_MAX_STRING	      4096	   /* a string value: bytes after unescaping */
+#define CTL_MAX_JSON_U64      (1ull << 53) /* a u64 field given as a JSON number */
+#define CTL_STATUS_PAGES      256	   /* status: poisoned pages listed */
+#define CTL_STATUS_HELD	      32	   /* status: held records listed */
 
 /* Commands. */
 #define CTL_CMD_INJECT	"inject"

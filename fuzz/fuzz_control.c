@@ -1,63 +1,87 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer target: the control-socket request parser of vmce-vm (vmm/json.c, compiled in).
- * Any line is parsed into at most JSON_MAX_MEMBERS scalar members or refused with a message;
- * for each member accepted, the key and value must be bounded and NUL-free, lookups must find
- * it, and a string value written back with sbuf_json_str() must parse again to the same bytes.
+ * libFuzzer target: the control-socket request parser of vmce-vm (vmm/control_req.c, compiled
+ * in, on jansson).  Any line is parsed into at most CTL_MAX_FIELDS scalar members or refused
+ * with a message; for each member accepted, the key and value must be bounded and NUL-free,
+ * lookups must find it, the typed getters must answer or refuse with a message, and a string
+ * value written back by jansson must parse again to the same bytes.
  */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "control_req.h"
 #include "fuzz_util.h"
-#include "json.h"
+
+static void check_getters(struct ctl_req *r, const char *key)
+{
+	json_t *s;
+	uint64_t u;
+	bool b, present;
+
+	r->err.msg[0] = '\0';
+	if (ctl_req_u64(r, key, &present, &u) && !r->err.msg[0])
+		FZ_FAIL("u64 field '%s' refused without a message", key);
+	r->err.msg[0] = '\0';
+	if (ctl_req_bool(r, key, false, &b) && !r->err.msg[0])
+		FZ_FAIL("bool field '%s' refused without a message", key);
+	r->err.msg[0] = '\0';
+	if (ctl_req_str(r, key, &s) && !r->err.msg[0])
+		FZ_FAIL("string field '%s' refused without a message", key);
+}
+
+static void round_trip(const char *key, json_t *v)
+{
+	json_t *o = json_pack("{s:O}", "k", v);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	struct ctl_req back;
+
+	if (!text)
+		FZ_FAIL("string of '%s' cannot be written back", key);
+	if (ctl_req_parse(&back, text, strlen(text)))
+		FZ_FAIL("a string written back does not parse: %s", back.err.msg);
+	if (json_object_size(back.obj) != 1 || !json_equal(json_object_get(back.obj, "k"), v))
+		FZ_FAIL("string of '%s' does not survive a round trip", key);
+	ctl_req_free(&back);
+	free(text);
+	json_decref(o);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct json_obj o;
-	char err[256];
+	struct ctl_req r;
+	const char *key;
+	json_t *v;
 
-	if (size > 8192) /* the socket's line bound (MAX_LINE) */
+	if (size > CTL_MAX_LINE) /* the socket's line bound */
 		return 0;
-	memset(err, 0, sizeof(err));
-	if (json_parse_object((const char *)data, size, &o, err, sizeof(err))) {
-		if (!err[0])
+	if (ctl_req_parse(&r, (const char *)data, size)) {
+		if (!r.err.msg[0])
 			FZ_FAIL("refused without a message");
+		ctl_req_free(&r);
 		return 0;
 	}
-	if (o.n > JSON_MAX_MEMBERS)
-		FZ_FAIL("%zu members", o.n);
-	for (size_t i = 0; i < o.n; i++) {
-		struct json_member *mb = &o.m[i];
-
-		if (strlen(mb->key) > JSON_MAX_KEY)
+	if (!json_is_object(r.obj) || json_object_size(r.obj) > CTL_MAX_FIELDS)
+		FZ_FAIL("%zu members", json_object_size(r.obj));
+	r.cmd = "fuzz";
+	json_object_foreach(r.obj, key, v) {
+		if (strlen(key) > CTL_MAX_KEY)
 			FZ_FAIL("key longer than the bound");
-		if (json_get(&o, mb->key) == NULL)
-			FZ_FAIL("member '%s' not found by json_get", mb->key);
-		if (mb->type == JSON_STRING || mb->type == JSON_NUMBER) {
-			if (!mb->str || strlen(mb->str) != mb->len || mb->len > JSON_MAX_STR)
-				FZ_FAIL("value of '%s' is not a bounded NUL-free string", mb->key);
+		if (ctl_req_get(&r, key) != v)
+			FZ_FAIL("member '%s' not found by ctl_req_get", key);
+		if (json_is_object(v) || json_is_array(v))
+			FZ_FAIL("member '%s' is not a scalar", key);
+		if (json_is_string(v)) {
+			if (strlen(json_string_value(v)) != json_string_length(v) ||
+			    json_string_length(v) > CTL_MAX_STRING)
+				FZ_FAIL("value of '%s' is not a bounded NUL-free string", key);
+			round_trip(key, v);
 		}
-		if (mb->type == JSON_STRING) {
-			struct sbuf s;
-			struct json_obj back;
-
-			sbuf_init(&s, 1u << 16);
-			sbuf_put(&s, "{\"k\":", 5);
-			sbuf_json_str(&s, mb->str);
-			sbuf_put(&s, "}", 1);
-			if (s.overflow)
-				FZ_FAIL("output buffer overflow for a bounded string");
-			if (json_parse_object(s.buf, s.len, &back, err, sizeof(err)))
-				FZ_FAIL("a string written back does not parse: %s", err);
-			if (back.n != 1 || back.m[0].type != JSON_STRING ||
-			    back.m[0].len != mb->len || memcmp(back.m[0].str, mb->str, mb->len))
-				FZ_FAIL("string of '%s' does not survive a round trip", mb->key);
-			json_free(&back);
-			sbuf_free(&s);
-		}
+		check_getters(&r, key);
 	}
-	json_free(&o);
+	if (ctl_req_check_unknown(&r))
+		FZ_FAIL("every member was taken, yet: %s", r.err.msg);
+	ctl_req_free(&r);
 	return 0;
 }

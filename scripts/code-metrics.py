@@ -33,7 +33,7 @@ def functions(path):
             j = i - 1
             while j > 0 and lines[j - 1].strip() and not lines[j - 1].startswith(("}", "*/", "#", " *")):
                 j -= 1
-            head = " ".join(lines[j:i])
+            head = re.sub(r"/\*.*?\*/", "", " ".join(lines[j:i]))  # a one-line comment above
             names = [n for n in NAME_RE.findall(head) if n not in ("__attribute__", "sizeof")]
             start = i
             while i < len(lines) and lines[i] != "}":
@@ -51,8 +51,33 @@ def defs_and_calls(path):
     for m in re.finditer(r"^(?!static)[a-z][^;{}()\n]*?\b([a-z_][a-z0-9_]*)\([^;]*?\)\s*\n\{",
                          text, flags=re.M):
         defs.add(m.group(1))
+    defs.discard("main")  # every program has one; nobody calls it
     calls = set(NAME_RE.findall(text))
     return defs, calls
+
+
+def find_cycle(edges):
+    """One cycle of the call graph (a list of files, first == last), or None."""
+    state = {}
+
+    def visit(f, path):
+        state[f] = 1
+        for g in edges.get(f, []):
+            if state.get(g) == 1:
+                return path[path.index(g):] + [g]
+            if g not in state:
+                found = visit(g, path + [g])
+                if found:
+                    return found
+        state[f] = 2
+        return None
+
+    for f in sorted(edges):
+        if f not in state:
+            found = visit(f, [f])
+            if found:
+                return found
+    return None
 
 
 def main():
@@ -77,6 +102,8 @@ def main():
         print(f"  {length:>4}  {name}  ({p}:{line})")
     over = [f for f in funcs if f[1].startswith(("vmm/", "tools/")) and f[0] > 100]
     print(f"\n  functions over 100 lines in vmm/ and tools/: {len(over)}")
+    for length, p, line, name in over:
+        print(f"    {length:>4}  {name}  ({p}:{line})")
 
     print("\n## vmm/: which file calls functions defined in which other file")
     files = [p for p in c_files("vmm") if p.endswith(".c")]
@@ -89,6 +116,8 @@ def main():
     cycles = sorted({tuple(sorted((a, b))) for a in edges for b in edges[a]
                      if a in edges.get(b, [])})
     print("  two-way pairs: " + (", ".join(f"{a}<->{b}" for a, b in cycles) or "none"))
+    cyc = find_cycle(edges)
+    print("  cycles: " + (" -> ".join(cyc) if cyc else "none"))
 
     if args.max_lines:
         bad = [f for f in over if f[0] > args.max_lines]

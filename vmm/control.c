@@ -2,7 +2,8 @@
 /*
  * The control socket of vmce-vm: a UNIX stream socket, one JSON request per line, one JSON
  * response per line (docs/control-protocol.md).  One thread serves every connection with
- * poll(); every input is bounded and every malformed request gets an error naming the problem.
+ * poll(); every input is bounded, every request goes through the command table
+ * (control_cmd.c) and every malformed one gets an error naming the problem.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,692 +18,163 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "vmm.h"
+#include "control.h"
 
-#define SBUF_LIT(s, lit)    sbuf_put((s), (lit), sizeof(lit) - 1)
-
-#define MAX_CONNS	    8
-#define MAX_LINE	    8192
-#define OUT_LIMIT	    (1u << 20)
-#define REQ_RATE	    500.0
-#define INJ_RATE	    1000.0 /* requests per second, and the burst allowed */
-#define MAX_TEXT_RECORDS    16
-#define EVENTS_MAX	    4096
-#define FOLLOW_BATCH	    64
-#define POISON_LIST	    256
-#define RESPONSE_SOFT_LIMIT (900u << 10)
-
-struct conn {
-	int fd;
-	char in[MAX_LINE + 1];
-	size_t in_len;
-	bool discarding; /* dropping the rest of an over-long line */
-	struct sbuf out; /* pending output */
-	size_t out_off;	 /* bytes of out already sent */
-	bool following;
-	uint64_t follow_after;
-	bool closing; /* close once the output is flushed */
-	double tokens;
-	uint64_t tokens_ns;
-};
-
-struct control {
-	struct vmm *vm;
-	int listen_fd;
-	pthread_t thread;
-	bool thread_started;
-	atomic_bool finishing;
-	struct conn *conns[MAX_CONNS];
-	double inj_tokens;
-	uint64_t inj_tokens_ns;
-	struct vmce_event *evbuf; /* EVENTS_MAX events */
-};
+#define FOLLOW_BATCH 64
 
 static struct control ctl_store;
 
-static bool bucket_take(double *tokens, uint64_t *last_ns, double rate)
-{
-	uint64_t now = vmm_now_ns();
+/* ---- output --------------------------------------------------------------------------------- */
 
-	if (*last_ns == 0) {
-		*tokens = rate;
-	} else {
-		*tokens += (double)(now - *last_ns) * rate / 1e9;
-		if (*tokens > rate)
-			*tokens = rate;
-	}
-	*last_ns = now;
-	if (*tokens < 1.0)
+void sbuf_init(struct sbuf *s, size_t limit)
+{
+	memset(s, 0, sizeof(*s));
+	s->limit = limit;
+}
+
+void sbuf_free(struct sbuf *s)
+{
+	free(s->buf);
+	memset(s, 0, sizeof(*s));
+}
+
+static bool sbuf_reserve(struct sbuf *s, size_t extra)
+{
+	size_t need = s->len + extra + 1;
+
+	if (s->overflow)
 		return false;
-	*tokens -= 1.0;
+	if (need > s->limit) {
+		s->overflow = true;
+		return false;
+	}
+	if (need > s->cap) {
+		size_t cap = s->cap ? s->cap : 256;
+		char *nb;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > s->limit)
+			cap = s->limit;
+		nb = realloc(s->buf, cap);
+		if (!nb) {
+			s->overflow = true;
+			return false;
+		}
+		s->buf = nb;
+		s->cap = cap;
+	}
 	return true;
 }
 
-/* ---- Responses ------------------------------------------------------------------------------ */
-
-struct req {
-	struct json_obj obj;
-	const char *cmd;
-	struct json_member *id;
-	char err[512];
-};
-
-static void put_id(struct sbuf *s, const struct json_member *id)
+void sbuf_put(struct sbuf *s, const char *data, size_t len)
 {
-	if (!id)
+	if (!sbuf_reserve(s, len))
 		return;
-	SBUF_LIT(s, ",\"id\":");
-	if (id->type == JSON_STRING)
-		sbuf_json_str(s, id->str);
-	else
-		sbuf_put(s, id->str, id->len);
+	memcpy(s->buf + s->len, data, len);
+	s->len += len;
+	s->buf[s->len] = '\0';
 }
 
-static void respond_error(struct sbuf *s, const struct json_member *id, const char *msg)
+void sbuf_put_json(struct sbuf *s, const json_t *obj)
 {
-	SBUF_LIT(s, "{\"ok\":false");
-	put_id(s, id);
-	SBUF_LIT(s, ",\"error\":");
-	sbuf_json_str(s, msg);
-	SBUF_LIT(s, "}\n");
-}
+	char *text = obj ? vmm_json_dump(obj) : NULL;
 
-/* ---- Field access --------------------------------------------------------------------------- */
-
-static int get_u64(struct req *r, const char *key, bool *present, uint64_t *out)
-{
-	struct json_member *m = json_get(&r->obj, key);
-	const char *s;
-	char *end;
-	unsigned long long v;
-
-	*present = m != NULL;
-	if (!m)
-		return 0;
-	s = m->str;
-	if (m->type == JSON_NUMBER) {
-		if (strpbrk(s, ".eE-")) {
-			snprintf(r->err, sizeof(r->err),
-				 "field \"%s\": not an unsigned integer: %s", key, s);
-			return -1;
-		}
-		errno = 0;
-		v = strtoull(s, &end, 10);
-		if (errno || *end || v > (1ull << 53)) {
-			snprintf(r->err, sizeof(r->err), "field \"%s\": value out of range", key);
-			return -1;
-		}
-		*out = v;
-		return 0;
-	}
-	if (m->type != JSON_STRING) {
-		snprintf(r->err, sizeof(r->err),
-			 "field \"%s\": not an unsigned integer (expected a number or a string)",
-			 key);
-		return -1;
-	}
-	if (!*s || *s == '-' || *s == '+' || *s == ' ' || (*s < '0' || *s > '9')) {
-		snprintf(r->err, sizeof(r->err), "field \"%s\": not an unsigned integer: \"%.64s\"",
-			 key, s);
-		return -1;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno == ERANGE) {
-		snprintf(r->err, sizeof(r->err), "field \"%s\": value out of range", key);
-		return -1;
-	}
-	if (errno || *end || end == s) {
-		snprintf(r->err, sizeof(r->err), "field \"%s\": not an unsigned integer: \"%.64s\"",
-			 key, s);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static int get_bool(struct req *r, const char *key, bool def, bool *out)
-{
-	struct json_member *m = json_get(&r->obj, key);
-
-	*out = def;
-	if (!m)
-		return 0;
-	if (m->type != JSON_BOOL) {
-		snprintf(r->err, sizeof(r->err), "field \"%s\" must be a boolean", key);
-		return -1;
-	}
-	*out = m->b;
-	return 0;
-}
-
-static int get_str(struct req *r, const char *key, struct json_member **out)
-{
-	struct json_member *m = json_get(&r->obj, key);
-
-	*out = m;
-	if (m && m->type != JSON_STRING) {
-		snprintf(r->err, sizeof(r->err), "field \"%s\" must be a string", key);
-		return -1;
-	}
-	return 0;
-}
-
-/* After a handler took its fields: any member not taken is unknown. */
-static int check_unknown(struct req *r)
-{
-	for (size_t i = 0; i < r->obj.n; i++)
-		if (!r->obj.m[i].used) {
-			snprintf(r->err, sizeof(r->err), "unknown field \"%.64s\" for cmd \"%s\"",
-				 r->obj.m[i].key, r->cmd);
-			return -1;
-		}
-	return 0;
-}
-
-/* ---- inject --------------------------------------------------------------------------------- */
-
-static const char *const class_names[] = {"srao", "srar", "ucna", "ce", "fatal"};
-static const enum vmce_class class_values[] = {VMCE_CLASS_SRAO, VMCE_CLASS_SRAR, VMCE_CLASS_UCNA,
-					       VMCE_CLASS_CE, VMCE_CLASS_FATAL};
-
-/* Queue one planned error, kick its vCPUs and describe the outcome. */
-static void inject_one(struct control *c, struct vmce_plan *planp, struct sbuf *s, bool first)
-{
-	struct vmm *vm = c->vm;
-	struct vmce_plan plan = *planp;
-	struct vmce_err err = {""};
-	char gpa[32] = "null";
-	bool queued = false;
-	const char *verdict;
-	char *pj;
-	int r, n;
-
-	if (!first)
-		SBUF_LIT(s, ",");
-	r = vmce_inject(vm->vmce, &plan, &err);
-	if (r == 0) {
-		vmce_kvm_kick_pending(vm->kvm);
-		/* FORWARD queues records; FATAL queues a shutdown unless the policy only logs. */
-		queued = plan.verdict != VMCE_VERDICT_DROP;
-		verdict = vmce_verdict_name(plan.verdict);
-	} else {
-		verdict = "refused";
-	}
-	if (plan.has_gpa)
-		snprintf(gpa, sizeof(gpa), "\"0x%" PRIx64 "\"", plan.gpa);
-	SBUF_LIT(s, "{\"verdict\":");
-	sbuf_json_str(s, verdict);
-	SBUF_LIT(s, ",\"class\":");
-	sbuf_json_str(s, vmce_class_name(plan.cls));
-	sbuf_printf(s, ",\"gpa\":%s,\"queued\":%s,\"reason\":", gpa, queued ? "true" : "false");
-	sbuf_json_str(s, r == 0 ? plan.reason : err.msg);
-	n = vmce_plan_format_json(&plan, NULL, 0);
-	if (n > 0 && n < 65536) {
-		pj = malloc((size_t)n + 1);
-		if (pj) {
-			vmce_plan_format_json(&plan, pj, (size_t)n + 1);
-			SBUF_LIT(s, ",\"plan\":");
-			sbuf_put(s, pj, strlen(pj));
-			free(pj);
-		}
-	}
-	SBUF_LIT(s, "}");
-}
-
-static int parse_class(struct req *r, const struct json_member *m, enum vmce_class *out)
-{
-	for (size_t i = 0; i < sizeof(class_names) / sizeof(class_names[0]); i++)
-		if (!strcmp(m->str, class_names[i])) {
-			*out = class_values[i];
-			return 0;
-		}
-	snprintf(r->err, sizeof(r->err),
-		 "field \"class\" must be one of srao, srar, ucna, ce, fatal");
-	return -1;
-}
-
-static int do_inject(struct control *c, struct req *r, struct sbuf *s)
-{
-	static const char *const common[] = {"cpu", "broadcast", "lmce"};
-	static const char *const raw[] = {"addr", "misc", "mcg_status"};
-	struct vmm *vm = c->vm;
-	struct json_member *cls_m, *text_m, *status_m;
-	struct vmce_host_error he[MAX_TEXT_RECORDS];
-	struct vmce_plan plans[MAX_TEXT_RECORDS];
-	uint64_t v, cpu = 0;
-	bool present, bcast, lmce, in_handler;
-	int forms, nrec = 1;
-
-	if (get_str(r, "class", &cls_m) || get_str(r, "text", &text_m))
-		return -1;
-	status_m = json_get(&r->obj, "status");
-	forms = !!cls_m + !!text_m + !!status_m;
-	if (forms != 1) {
-		snprintf(r->err, sizeof(r->err),
-			 "inject needs exactly one of \"class\", \"text\" or \"status\"");
-		return -1;
-	}
-	if (get_bool(r, "in_handler", false, &in_handler))
-		return -1;
-	if (in_handler && !text_m) {
-		snprintf(r->err, sizeof(r->err), "field \"in_handler\" needs \"text\"");
-		return -1;
-	}
-	if (text_m) {
-		struct vmce_err err = {""};
-		int n;
-
-		for (size_t i = 0; i < 3; i++) {
-			if (json_get(&r->obj, common[i]) || json_get(&r->obj, raw[i]) ||
-			    json_get(&r->obj, "gpa")) {
-				const char *bad = json_get(&r->obj, common[i]) ? common[i]
-						  : json_get(&r->obj, raw[i])  ? raw[i]
-									       : "gpa";
-
-				snprintf(r->err, sizeof(r->err),
-					 "field \"%s\" cannot be combined with \"text\"", bad);
-				return -1;
-			}
-		}
-		if (check_unknown(r))
-			return -1;
-		n = vmce_parse_inject_text(text_m->str, text_m->len, VMCE_ADDR_GPA, he,
-					   MAX_TEXT_RECORDS, &err);
-		if (n < 0) {
-			snprintf(r->err, sizeof(r->err), "mce-inject text: %s", err.msg);
-			return -1;
-		}
-		if (n == 0) {
-			snprintf(r->err, sizeof(r->err), "mce-inject text has no record");
-			return -1;
-		}
-		nrec = n;
-		if (in_handler && (n != 2 || he[0].vcpu < 0)) {
-			snprintf(r->err, sizeof(r->err),
-				 "field \"in_handler\": the text needs exactly two records, the "
-				 "first with a CPU");
-			return -1;
-		}
-		for (int i = 0; i < n; i++)
-			if (he[i].vcpu >= (int)vm->nr_vcpus) {
-				snprintf(r->err, sizeof(r->err),
-					 "mce-inject text: record %d: CPU %d does not exist (the "
-					 "VM has %u vCPUs)",
-					 i + 1, he[i].vcpu, vm->nr_vcpus);
-				return -1;
-			}
-	} else {
-		vmce_host_error_init(&he[0]);
-		he[0].origin = VMCE_ORIGIN_INJECT;
-		if (get_u64(r, "cpu", &present, &cpu))
-			return -1;
-		if (cpu >= vm->nr_vcpus) {
-			snprintf(r->err, sizeof(r->err),
-				 "field \"cpu\": vCPU %" PRIu64 " does not exist (the VM has %u "
-				 "vCPUs)",
-				 cpu, vm->nr_vcpus);
-			return -1;
-		}
-		if (get_bool(r, "broadcast", true, &bcast) || get_bool(r, "lmce", false, &lmce))
-			return -1;
-		he[0].vcpu = (int)cpu;
-		he[0].no_broadcast = !bcast;
-		he[0].local = lmce;
-		if (cls_m) {
-			for (size_t i = 0; i < 3; i++)
-				if (json_get(&r->obj, raw[i])) {
-					snprintf(r->err, sizeof(r->err),
-						 "field \"%s\" cannot be combined with \"class\"",
-						 raw[i]);
-					return -1;
-				}
-			if (parse_class(r, cls_m, &he[0].cls))
-				return -1;
-			if (get_u64(r, "gpa", &present, &v))
-				return -1;
-			if (present) {
-				he[0].addr_kind = VMCE_ADDR_GPA;
-				he[0].addr = v;
-			} else if (he[0].cls != VMCE_CLASS_FATAL) {
-				snprintf(r->err, sizeof(r->err),
-					 "inject with class %s needs field \"gpa\"", cls_m->str);
-				return -1;
-			}
-		} else {
-			if (json_get(&r->obj, "gpa")) {
-				snprintf(r->err, sizeof(r->err),
-					 "field \"gpa\" cannot be combined with \"status\" (use "
-					 "\"addr\")");
-				return -1;
-			}
-			he[0].cls = VMCE_CLASS_AUTO;
-			if (get_u64(r, "status", &present, &he[0].status))
-				return -1;
-			if (get_u64(r, "addr", &present, &v))
-				return -1;
-			if (present) {
-				he[0].addr_kind = VMCE_ADDR_GPA;
-				he[0].addr = v;
-			}
-			if (get_u64(r, "misc", &present, &he[0].misc) ||
-			    get_u64(r, "mcg_status", &present, &he[0].mcg_status))
-				return -1;
-		}
-		if (check_unknown(r))
-			return -1;
-	}
-	if (!bucket_take(&c->inj_tokens, &c->inj_tokens_ns, INJ_RATE)) {
-		snprintf(r->err, sizeof(r->err), "rate limit: more than %d injections per second",
-			 (int)INJ_RATE);
-		return -1;
-	}
-	/* Plan every record first: a description the policy rejects injects nothing. */
-	for (int i = 0; i < nrec; i++) {
-		struct vmce_err err = {""};
-
-		if (vmce_plan_error(vm->vmce, &he[i], &plans[i], &err)) {
-			if (nrec > 1)
-				snprintf(r->err, sizeof(r->err), "policy error: record %d: %s",
-					 i + 1, err.msg);
-			else
-				snprintf(r->err, sizeof(r->err), "policy error: %s", err.msg);
-			return -1;
-		}
-	}
-	if (in_handler && atomic_load(&vm->vcpu[he[0].vcpu].armed)) {
-		snprintf(r->err, sizeof(r->err),
-			 "field \"in_handler\": vCPU %d already has an armed error", he[0].vcpu);
-		return -1;
-	}
-	SBUF_LIT(s, "{\"ok\":true");
-	put_id(s, r->id);
-	SBUF_LIT(s, ",\"results\":[");
-	if (in_handler) {
-		/* The second record is injected by the first one's vCPU while its handler runs
-		 * (the guest consumed poison inside its #MC handler: vcpu.c, armed_inject()). */
-		struct vmm_vcpu *t = &vm->vcpu[he[0].vcpu];
-
-		t->armed_error = he[1];
-		atomic_store(&t->armed, 1);
-		inject_one(c, &plans[0], s, true);
-		SBUF_LIT(s, ",{\"verdict\":\"armed\",\"class\":");
-		sbuf_json_str(s, vmce_class_name(plans[1].cls));
-		sbuf_printf(s,
-			    ",\"cpu\":%d,\"reason\":\"injected by vCPU %d inside its "
-			    "#MC handler\"}",
-			    he[0].vcpu, he[0].vcpu);
-	} else {
-		for (int i = 0; i < nrec; i++)
-			inject_one(c, &plans[i], s, i == 0);
-	}
-	sbuf_printf(s, "],\"last_seq\":%" PRIu64 "}\n", vmce_events_last_seq(vm->vmce));
-	return 0;
-}
-
-/* ---- status --------------------------------------------------------------------------------- */
-
-/* Records waiting for MCG_STATUS.MCIP to clear (policy.h, "Held records"): the bounds, the
- * totals and the oldest HELD_LIST of them. */
-#define HELD_LIST 32
-
-static void put_held(struct sbuf *s, struct vmce_vm *vmce)
-{
-	struct vmce_held_info h[HELD_LIST];
-	struct vmce_hold_status hs;
-	size_t n;
-
-	vmce_hold_status(vmce, &hs);
-	n = vmce_hold_list(vmce, h, HELD_LIST);
-	sbuf_printf(s,
-		    ",\"held\":{\"count\":%u,\"max\":%u,\"timeout_ms\":%u,\"stalled_ms\":%" PRIu64
-		    ",\"held\":%" PRIu64 ",\"released\":%" PRIu64 ",\"overflowed\":%" PRIu64
-		    ",\"expired\":%" PRIu64 ",\"records\":[",
-		    hs.count, hs.max_records, hs.timeout_ms, hs.stalled_ns / 1000000, hs.held,
-		    hs.released, hs.overflowed, hs.expired);
-	for (size_t i = 0; i < n && i < HELD_LIST; i++) {
-		sbuf_printf(s,
-			    "%s{\"seq\":%" PRIu64 ",\"class\":\"%s\",\"vcpu\":%u,"
-			    "\"broadcast\":%s,\"gpa\":",
-			    i ? "," : "", h[i].event_seq, vmce_class_name(h[i].cls), h[i].target,
-			    h[i].broadcast ? "true" : "false");
-		if (h[i].has_gpa)
-			sbuf_printf(s, "\"0x%" PRIx64 "\"", h[i].gpa);
-		else
-			SBUF_LIT(s, "null");
-		sbuf_printf(s, ",\"age_ms\":%" PRIu64 ",\"waiting_for\":%d}", h[i].age_ns / 1000000,
-			    h[i].waiting_for);
-	}
-	sbuf_printf(s, "],\"truncated\":%s}", n > HELD_LIST ? "true" : "false");
-}
-
-static int do_status(struct control *c, struct req *r, struct sbuf *s)
-{
-	struct vmm *vm = c->vm;
-	const struct vmce_profile *p = vmce_vm_profile(vm->vmce);
-	struct vmce_counters cnt;
-	uint64_t pages[POISON_LIST];
-	char prof[256];
-	size_t np, total;
-	bool stopped;
-
-	if (check_unknown(r))
-		return -1;
-	stopped = atomic_load(&vm->stopped);
-	vmce_profile_format(p, prof, sizeof(prof));
-	SBUF_LIT(s, "{\"ok\":true");
-	put_id(s, r->id);
-	sbuf_printf(s, ",\"state\":\"%s\",\"profile\":", stopped ? "stopped" : "running");
-	sbuf_json_str(s, prof);
-	sbuf_printf(s,
-		    ",\"mcg_cap\":\"0x%" PRIx64 "\",\"vendor\":\"%s\",\"nr_vcpus\":%u,"
-		    "\"mem_size\":\"0x%" PRIx64 "\",\"uptime_ms\":%" PRIu64 ",\"last_seq\":%" PRIu64
-		    ",\"vcpus\":[",
-		    vmce_profile_mcg_cap(p), p->vendor == VMCE_VENDOR_AMD ? "amd" : "intel",
-		    vm->nr_vcpus, vm->mem_size,
-		    vm->start_ns ? (vmm_now_ns() - vm->start_ns) / 1000000 : 0,
-		    vmce_events_last_seq(vm->vmce));
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		struct vmce_vcpu *vc = vmce_vm_vcpu(vm->vmce, i);
-		struct vmce_vcpu_state st;
-
-		vmce_vcpu_get_state(vc, &st);
-		sbuf_printf(s,
-			    "%s{\"cpu\":%u,\"mcg_status\":\"0x%" PRIx64
-			    "\",\"mcg_ext_ctl\":\"0x%" PRIx64 "\",\"pending\":%s,\"banks\":[",
-			    i ? "," : "", i, st.mcg_status, st.mcg_ext_ctl,
-			    vmce_vcpu_pending(vc) ? "true" : "false");
-		for (unsigned b = 0; b < p->banks && b < VMCE_MAX_BANKS; b++)
-			sbuf_printf(s,
-				    "%s{\"bank\":%u,\"ctl\":\"0x%" PRIx64
-				    "\",\"status\":\"0x%" PRIx64 "\",\"addr\":\"0x%" PRIx64
-				    "\",\"misc\":\"0x%" PRIx64 "\",\"ctl2\":\"0x%" PRIx64 "\"}",
-				    b ? "," : "", b, st.bank[b].ctl, st.bank[b].status,
-				    st.bank[b].addr, st.bank[b].misc, st.bank[b].ctl2);
-		SBUF_LIT(s, "]}");
-	}
-	total = vmce_poison_count(vm->vmce);
-	np = vmce_poison_list(vm->vmce, pages, POISON_LIST, true, 0);
-	sbuf_printf(s, "],\"poisoned\":{\"count\":%zu,\"pages\":[", total);
-	for (size_t i = 0; i < np; i++)
-		sbuf_printf(s, "%s\"0x%" PRIx64 "\"", i ? "," : "", pages[i]);
-	sbuf_printf(s, "],\"truncated\":%s}", total > np ? "true" : "false");
-	vmce_get_counters(vm->vmce, &cnt);
-	SBUF_LIT(s, ",\"counters\":{\"by_class\":{");
-	for (unsigned k = 0; k < 6; k++)
-		sbuf_printf(s, "%s\"%s\":%" PRIu64, k ? "," : "",
-			    vmce_class_name((enum vmce_class)k), cnt.by_class[k]);
-	sbuf_printf(s,
-		    "},\"forwarded\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"fatal\":%" PRIu64
-		    ",\"delivered\":%" PRIu64 ",\"masked\":%" PRIu64 ",\"refused\":%" PRIu64 "}",
-		    cnt.forwarded, cnt.dropped, cnt.fatal, cnt.delivered, cnt.masked, cnt.refused);
-	put_held(s, vm->vmce);
-	if (stopped) {
-		pthread_mutex_lock(&vm->lock);
-		sbuf_printf(s, ",\"exit\":{\"status\":%d,\"reason\":", vm->exit_status);
-		sbuf_json_str(s, vm->exit_reason);
-		pthread_mutex_unlock(&vm->lock);
-		SBUF_LIT(s, "}}\n");
-	} else {
-		SBUF_LIT(s, ",\"exit\":null}\n");
-	}
-	return 0;
-}
-
-/* ---- events --------------------------------------------------------------------------------- */
-
-static void put_event(struct sbuf *s, const struct vmce_event *ev)
-{
-	char buf[1024];
-	int n = vmce_event_format_json(ev, buf, sizeof(buf));
-
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(buf)) {
-		char *big = malloc((size_t)n + 1);
-
-		if (!big)
-			return;
-		vmce_event_format_json(ev, big, (size_t)n + 1);
-		sbuf_put(s, big, (size_t)n);
-		free(big);
+	if (!text) {
+		s->overflow = true; /* out of memory: the connection closes */
 		return;
 	}
-	sbuf_put(s, buf, (size_t)n);
+	sbuf_put(s, text, strlen(text));
+	sbuf_put(s, "\n", 1);
+	free(text);
 }
 
-static int do_events(struct control *c, struct conn *cn, struct req *r, struct sbuf *s)
+void ctl_put_event_line(struct sbuf *s, const struct vmce_event *ev)
 {
-	struct vmm *vm = c->vm;
-	uint64_t after = 0, max = 256, last;
-	bool present, max_present, follow;
-	size_t n, i;
+	char *text = vmm_event_text(ev);
 
-	if (get_u64(r, "after", &present, &after) || get_u64(r, "max", &max_present, &max) ||
-	    get_bool(r, "follow", false, &follow))
-		return -1;
-	if (max_present && follow) {
-		snprintf(r->err, sizeof(r->err),
-			 "field \"max\" cannot be combined with \"follow\"");
-		return -1;
-	}
-	if (max < 1 || max > EVENTS_MAX) {
-		snprintf(r->err, sizeof(r->err), "field \"max\" must be between 1 and %d",
-			 EVENTS_MAX);
-		return -1;
-	}
-	if (check_unknown(r))
-		return -1;
-	last = vmce_events_last_seq(vm->vmce);
-	SBUF_LIT(s, "{\"ok\":true");
-	put_id(s, r->id);
-	if (follow) {
-		sbuf_printf(s, ",\"follow\":true,\"last_seq\":%" PRIu64 "}\n", last);
-		cn->following = true;
-		cn->follow_after = after;
-		return 0;
-	}
-	n = vmce_events_read(vm->vmce, after, c->evbuf, (size_t)max);
-	SBUF_LIT(s, ",\"events\":[");
-	for (i = 0; i < n && s->len < RESPONSE_SOFT_LIMIT; i++) {
-		if (i)
-			SBUF_LIT(s, ",");
-		put_event(s, &c->evbuf[i]);
-	}
-	if (i)
-		after = c->evbuf[i - 1].seq;
-	sbuf_printf(s, "],\"last_seq\":%" PRIu64 ",\"more\":%s}\n", last,
-		    last > after ? "true" : "false");
-	return 0;
+	if (!text)
+		return;
+	sbuf_put(s, text, strlen(text));
+	sbuf_put(s, "\n", 1);
+	free(text);
 }
 
-/* ---- migrate -------------------------------------------------------------------------------- */
-
-/*
- * Stop-and-copy migration to a `vmce-vm --incoming` (vmm/migrate.c).  Runs on this thread: the
- * control socket answers nothing else meanwhile (the guest is paused for most of it anyway).
- * Success: the response, a "migrated" line in the events log, and the VM stops with status 0.
- */
-static int do_migrate(struct control *c, struct req *r, struct sbuf *s)
+/* {"ok":false,"id":...,"error":"..."} */
+static void respond_error(struct sbuf *s, json_t *id, const char *msg)
 {
-	struct vmm *vm = c->vm;
-	struct json_member *to;
-	struct vmm_mig_result res;
-	bool abort_on_error;
+	json_t *o = json_pack("{s:b}", CTL_F_OK, 0);
 
-	if (get_str(r, "to", &to) || get_bool(r, "abort_on_error", false, &abort_on_error))
-		return -1;
-	if (!to) {
-		snprintf(r->err, sizeof(r->err), "migrate needs field \"to\" (the destination)");
-		return -1;
-	}
-	if (to->len == 0 || to->len > 200 || strlen(to->str) != to->len) {
-		snprintf(r->err, sizeof(r->err), "field \"to\" must be 1 to 200 bytes, no NUL");
-		return -1;
-	}
-	if (check_unknown(r))
-		return -1;
-	if (vmm_migrate_out(vm, to->str, abort_on_error, &res)) {
-		snprintf(r->err, sizeof(r->err),
-			 "migration failed, the guest keeps running here: %.400s", res.reason);
-		return -1;
-	}
-	SBUF_LIT(s, "{\"ok\":true");
-	put_id(s, r->id);
-	SBUF_LIT(s, ",\"migrated\":true,\"to\":");
-	sbuf_json_str(s, to->str);
-	sbuf_printf(s,
-		    ",\"bytes\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"pages_skipped\":%" PRIu64
-		    ",\"vmce_bytes\":%" PRIu64 ",\"resends\":%u,\"total_ms\":%.1f,"
-		    "\"downtime_ms\":%.1f}\n",
-		    res.bytes, res.pages_sent, res.pages_skipped, res.vmce_bytes, res.resends,
-		    res.total_ms, res.downtime_ms);
-	if (vm->events_log) {
-		struct sbuf line;
-
-		sbuf_init(&line, 4096);
-		SBUF_LIT(&line, "{\"kind\":\"migrated\",\"to\":");
-		sbuf_json_str(&line, to->str);
-		sbuf_printf(&line,
-			    ",\"bytes\":%" PRIu64 ",\"pages_skipped\":%" PRIu64
-			    ",\"resends\":%u,\"last_seq\":%" PRIu64 "}\n",
-			    res.bytes, res.pages_skipped, res.resends,
-			    vmce_events_last_seq(vm->vmce));
-		pthread_mutex_lock(&vm->out_lock);
-		if (line.buf)
-			fputs(line.buf, vm->events_log);
-		fflush(vm->events_log);
-		pthread_mutex_unlock(&vm->out_lock);
-		sbuf_free(&line);
-	}
-	vmm_stop(vm, VMM_EXIT_OK, "migrated to %.200s", to->str);
-	return 0;
+	if (o && id)
+		json_object_set(o, CTL_F_ID, id);
+	if (o)
+		json_object_set_new(o, CTL_F_ERROR, vmm_json_text(msg));
+	sbuf_put_json(s, o);
+	json_decref(o);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
+static bool blank(const char *line, size_t len)
+{
+	for (size_t k = 0; k < len; k++)
+		if (line[k] != ' ' && line[k] != '\t')
+			return false;
+	return true;
+}
+
+/* The id, the command, its handler: the response (or error) as JSON; NULL with r->err set. */
+static json_t *run_request(struct control *c, struct conn *cn, struct ctl_req *r)
+{
+	const struct ctl_cmd *cmd;
+	json_t *cmd_m, *resp;
+
+	cmd_m = ctl_req_get(r, CTL_F_CMD);
+	if (!cmd_m) {
+		vmm_fail(&r->err, "missing field \"cmd\"");
+		return NULL;
+	}
+	if (!json_is_string(cmd_m)) {
+		vmm_fail(&r->err, "field \"cmd\" must be a string");
+		return NULL;
+	}
+	r->cmd = json_string_value(cmd_m);
+	cmd = ctl_cmd_find(r->cmd);
+	if (!cmd) {
+		vmm_fail(&r->err,
+			 "unknown cmd \"%.64s\" (expected inject, status, events, migrate or quit)",
+			 r->cmd);
+		return NULL;
+	}
+	if (cmd->needs_running && atomic_load(&c->vm->stopped)) {
+		vmm_fail(&r->err, "the VM is shutting down");
+		return NULL;
+	}
+	resp = json_pack("{s:b}", CTL_F_OK, 1);
+	if (resp && r->id)
+		json_object_set(resp, CTL_F_ID, r->id);
+	if (resp && cmd->handler(c, cn, r, resp)) {
+		json_decref(resp);
+		return NULL;
+	}
+	return resp;
+}
+
 static void handle_line(struct control *c, struct conn *cn, char *line, size_t len)
 {
 	struct sbuf *s = &cn->out;
-	struct req r;
-	struct json_member *cmd;
-	size_t before = s->len;
-	int ret = -1;
+	struct ctl_req r;
+	json_t *id, *resp;
 
 	while (len && (line[len - 1] == '\r'))
 		len--;
-	{
-		size_t k = 0;
-
-		while (k < len && (line[k] == ' ' || line[k] == '\t'))
-			k++;
-		if (k == len)
-			return;
-	}
-	if (!bucket_take(&cn->tokens, &cn->tokens_ns, REQ_RATE)) {
-		respond_error(s, NULL,
-			      "rate limit: more than 500 requests per second on this connection");
+	if (blank(line, len))
+		return;
+	if (!ctl_bucket_take(&cn->tokens, &cn->tokens_ns, vmm_now_ns(), CTL_REQ_RATE)) {
+		snprintf(r.err.msg, sizeof(r.err.msg),
+			 "rate limit: more than %d requests per second on this connection",
+			 CTL_REQ_RATE);
+		respond_error(s, NULL, r.err.msg);
 		return;
 	}
 	if (cn->following) {
@@ -711,66 +183,27 @@ static void handle_line(struct control *c, struct conn *cn, char *line, size_t l
 			      "requests");
 		return;
 	}
-	memset(&r, 0, sizeof(r));
-	if (json_parse_object(line, len, &r.obj, r.err, sizeof(r.err))) {
-		respond_error(s, NULL, r.err);
-		return;
-	}
-	r.id = json_get(&r.obj, "id");
-	if (r.id &&
-	    !(r.id->type == JSON_NUMBER || (r.id->type == JSON_STRING && r.id->len <= 64))) {
-		r.id = NULL;
-		respond_error(s, NULL,
-			      "field \"id\" must be a number or a string of at most 64 bytes");
+	if (ctl_req_parse(&r, line, len)) {
+		respond_error(s, NULL, r.err.msg);
 		goto out;
 	}
-	cmd = json_get(&r.obj, "cmd");
-	if (!cmd) {
-		snprintf(r.err, sizeof(r.err), "missing field \"cmd\"");
-	} else if (cmd->type != JSON_STRING) {
-		snprintf(r.err, sizeof(r.err), "field \"cmd\" must be a string");
-	} else {
-		r.cmd = cmd->str;
-		if (!strcmp(r.cmd, "inject")) {
-			if (atomic_load(&c->vm->stopped))
-				snprintf(r.err, sizeof(r.err), "the VM is shutting down");
-			else
-				ret = do_inject(c, &r, s);
-		} else if (!strcmp(r.cmd, "status")) {
-			ret = do_status(c, &r, s);
-		} else if (!strcmp(r.cmd, "events")) {
-			ret = do_events(c, cn, &r, s);
-		} else if (!strcmp(r.cmd, "migrate")) {
-			if (atomic_load(&c->vm->stopped))
-				snprintf(r.err, sizeof(r.err), "the VM is shutting down");
-			else
-				ret = do_migrate(c, &r, s);
-		} else if (!strcmp(r.cmd, "quit")) {
-			ret = check_unknown(&r);
-			if (!ret) {
-				SBUF_LIT(s, "{\"ok\":true");
-				put_id(s, r.id);
-				SBUF_LIT(s, ",\"quit\":true}\n");
-				vmm_stop(c->vm, VMM_EXIT_OK,
-					 "quit requested on the control socket");
-			}
-		} else {
-			snprintf(r.err, sizeof(r.err),
-				 "unknown cmd \"%.64s\" (expected inject, status, events, migrate "
-				 "or quit)",
-				 r.cmd);
-		}
+	id = ctl_req_get(&r, CTL_F_ID);
+	if (id && !json_is_number(id) &&
+	    !(json_is_string(id) && json_string_length(id) <= CTL_MAX_ID_LEN)) {
+		vmm_fail(&r.err, "field \"id\" must be a number or a string of at most %d bytes",
+			 CTL_MAX_ID_LEN);
+		respond_error(s, NULL, r.err.msg);
+		goto out;
 	}
-	if (ret) {
-		/* Drop a partial response, answer the error instead. */
-		s->len = before;
-		s->overflow = false;
-		if (s->buf)
-			s->buf[s->len] = '\0';
-		respond_error(s, r.id, r.err);
-	}
+	r.id = id;
+	resp = run_request(c, cn, &r);
+	if (resp)
+		sbuf_put_json(s, resp);
+	else
+		respond_error(s, r.id, r.err.msg);
+	json_decref(resp);
 out:
-	json_free(&r.obj);
+	ctl_req_free(&r);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -844,8 +277,12 @@ static int conn_read(struct control *c, struct conn *cn)
 		}
 		if (cn->discarding)
 			continue;
-		if (cn->in_len >= MAX_LINE - 1) {
-			respond_error(&cn->out, NULL, "request line too long (limit 8192 bytes)");
+		if (cn->in_len >= CTL_MAX_LINE - 1) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg), "request line too long (limit %u bytes)",
+				 CTL_MAX_LINE);
+			respond_error(&cn->out, NULL, msg);
 			cn->discarding = true;
 			cn->in_len = 0;
 			continue;
@@ -860,20 +297,21 @@ static void pump_follower(struct control *c, struct conn *cn)
 {
 	struct vmm *vm = c->vm;
 
-	while (cn->out.len - cn->out_off < OUT_LIMIT / 2) {
+	while (cn->out.len - cn->out_off < CTL_OUT_LIMIT / 2) {
 		size_t n = vmce_events_read(vm->vmce, cn->follow_after, c->evbuf, FOLLOW_BATCH);
 
 		if (n == 0)
 			break;
-		if (c->evbuf[0].seq > cn->follow_after + 1)
-			sbuf_printf(&cn->out,
-				    "{\"kind\":\"lost\",\"after\":%" PRIu64 ",\"next\":%" PRIu64
-				    "}\n",
-				    cn->follow_after, c->evbuf[0].seq);
-		for (size_t i = 0; i < n; i++) {
-			put_event(&cn->out, &c->evbuf[i]);
-			SBUF_LIT(&cn->out, "\n");
+		if (c->evbuf[0].seq > cn->follow_after + 1) {
+			json_t *lost = json_pack("{s:s, s:I, s:I}", "kind", "lost", CTL_F_AFTER,
+						 (json_int_t)cn->follow_after, "next",
+						 (json_int_t)c->evbuf[0].seq);
+
+			sbuf_put_json(&cn->out, lost);
+			json_decref(lost);
 		}
+		for (size_t i = 0; i < n; i++)
+			ctl_put_event_line(&cn->out, &c->evbuf[i]);
 		cn->follow_after = c->evbuf[n - 1].seq;
 	}
 }
@@ -886,16 +324,22 @@ static void accept_conn(struct control *c)
 
 	if (fd < 0)
 		return;
-	for (int i = 0; i < MAX_CONNS; i++)
+	for (int i = 0; i < CTL_MAX_CONNS; i++)
 		if (!c->conns[i]) {
 			slot = i;
 			break;
 		}
 	if (slot < 0) {
-		static const char msg[] =
-			"{\"ok\":false,\"error\":\"too many control connections (limit 8)\"}\n";
+		struct sbuf s;
+		char msg[64];
 
-		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		snprintf(msg, sizeof(msg), "too many control connections (limit %d)",
+			 CTL_MAX_CONNS);
+		sbuf_init(&s, 256);
+		respond_error(&s, NULL, msg);
+		if (s.buf)
+			(void)!send(fd, s.buf, s.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		sbuf_free(&s);
 		close(fd);
 		return;
 	}
@@ -905,31 +349,24 @@ static void accept_conn(struct control *c)
 		return;
 	}
 	cn->fd = fd;
-	sbuf_init(&cn->out, OUT_LIMIT);
+	sbuf_init(&cn->out, CTL_OUT_LIMIT);
 	c->conns[slot] = cn;
 }
 
 static void send_vm_exit(struct control *c)
 {
-	struct vmm *vm = c->vm;
-	struct timespec now;
+	json_t *line = vmm_exit_json(c->vm);
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	for (int i = 0; i < MAX_CONNS; i++) {
+	for (int i = 0; i < CTL_MAX_CONNS; i++) {
 		struct conn *cn = c->conns[i];
 
 		if (!cn || !cn->following)
 			continue;
 		pump_follower(c, cn);
-		pthread_mutex_lock(&vm->lock);
-		sbuf_printf(&cn->out,
-			    "{\"kind\":\"vm-exit\",\"status\":%d,\"reason\":", vm->exit_status);
-		sbuf_json_str(&cn->out, vm->exit_reason);
-		pthread_mutex_unlock(&vm->lock);
-		sbuf_printf(&cn->out, ",\"time_ns\":%" PRIu64 "}\n",
-			    (uint64_t)now.tv_sec * UINT64_C(1000000000) + (uint64_t)now.tv_nsec);
+		sbuf_put_json(&cn->out, line);
 		cn->closing = true;
 	}
+	json_decref(line);
 }
 
 static void *control_thread(void *arg)
@@ -940,8 +377,8 @@ static void *control_thread(void *arg)
 	uint64_t finish_deadline = 0;
 
 	for (;;) {
-		struct pollfd pfd[MAX_CONNS + 2];
-		int slot_of[MAX_CONNS + 2];
+		struct pollfd pfd[CTL_MAX_CONNS + 2];
+		int slot_of[CTL_MAX_CONNS + 2];
 		nfds_t n = 0;
 		bool finishing = atomic_load(&c->finishing);
 
@@ -949,7 +386,7 @@ static void *control_thread(void *arg)
 			send_vm_exit(c);
 			exit_sent = true;
 		}
-		for (int i = 0; i < MAX_CONNS; i++) {
+		for (int i = 0; i < CTL_MAX_CONNS; i++) {
 			struct conn *cn = c->conns[i];
 
 			if (!cn)
@@ -969,7 +406,7 @@ static void *control_thread(void *arg)
 		if (finishing) {
 			bool pending = false;
 
-			for (int i = 0; i < MAX_CONNS; i++)
+			for (int i = 0; i < CTL_MAX_CONNS; i++)
 				pending |= c->conns[i] && c->conns[i]->out.len > 0;
 			if (!pending)
 				break;
@@ -1014,7 +451,7 @@ static void *control_thread(void *arg)
 				break;
 		}
 	}
-	for (int i = 0; i < MAX_CONNS; i++)
+	for (int i = 0; i < CTL_MAX_CONNS; i++)
 		if (c->conns[i])
 			conn_close(c, i);
 	return NULL;
@@ -1043,7 +480,7 @@ int control_start(struct vmm *vm)
 		}
 		unlink(vm->control_path);
 	}
-	c->evbuf = calloc(EVENTS_MAX, sizeof(*c->evbuf));
+	c->evbuf = calloc(CTL_EVENTS_MAX, sizeof(*c->evbuf));
 	if (!c->evbuf)
 		return -1;
 	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -1,12 +1,39 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmm.h - vmce-vm, the reference VMM: shared state of the VM, its vCPU threads and the control
- * socket.
+ * vmm.h - vmce-vm, the reference VMM: the VM's shared state and the interface between its
+ * files.
+ *
+ * Files, and the only directions in which they call each other (scripts/code-metrics.py shows
+ * the picture; nothing calls upwards, so there is no cycle):
+ *
+ *   main.c       options, the main thread's loop, exit statuses
+ *     -> control*.c   the control socket: connections and dispatch (control.c), the command
+ *                     table and handlers (control_cmd.c), requests (control_req.c: JSON
+ *                     parsing with jansson, field access, rate limits); each calls only the
+ *                     ones after it in this list
+ *          -> mig_*.c      live migration: the wire format (mig_wire.c, mig.h), the source
+ *                          (mig_out.c) and the destination (mig_in.c)
+ *               -> vcpu.c       the vCPU threads and their run loop
+ *                    -> vm.c         lifecycle: clock, stop, wake, pause/park/resume,
+ *                                    teardown, the events log
+ *   boot.c       KVM and vmce set-up, image loading, boot memory, CPUID: called by main.c and
+ *                by the incoming migration (mig_in.c); it calls vm.c at most.
+ *
+ * Every file may call vm.c; main.c may call any of them.
+ *
+ * Errors, one style everywhere: a function that can fail returns 0 on success and -1 on
+ * failure, and fills a caller-provided `struct vmm_err` with one sentence saying why
+ * (vmm_fail() does both).  The caller decides where the sentence goes: stderr prefixed with
+ * "vmce-vm: ", a control response, a migration reply.  Where a caller must tell several
+ * failures apart the function returns a named enum instead (enum vmm_mig_in_result, the
+ * phases of mig_in.c with enum mig_step).  System calls report through errno as usual and are
+ * turned into a sentence at once.
  */
 #ifndef VMM_VMM_H
 #define VMM_VMM_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -15,6 +42,8 @@
 #include <vmce/vmce.h>
 #include <vmce/policy.h>
 #include <vmce/kvm.h>
+
+struct json_t; /* jansson */
 
 #define VMM_MAX_VCPUS	 64
 #define VMM_CONSOLE_LINE 512
@@ -31,6 +60,23 @@ enum vmm_exit {
 	VMM_EXIT_GUEST_OTHER = 7,
 	VMM_EXIT_SIGNAL = 8,
 };
+
+/* Why something failed: one sentence, without the "vmce-vm: " prefix. */
+struct vmm_err {
+	char msg[512];
+};
+
+/* Fill err with the formatted sentence; returns -1. */
+static inline __attribute__((format(printf, 2, 3))) int vmm_fail(struct vmm_err *err,
+								 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 struct vmm_vcpu {
 	struct vmm *vm;
@@ -95,38 +141,68 @@ struct vmm {
 	int wake_fd; /* eventfd: wakes the control thread (new events, stop) */
 };
 
+/* ---- vm.c: lifecycle ---- */
+
 uint64_t vmm_now_ns(void);
 /* Stop the VM (first caller wins): record status and reason, log them, kick every vCPU. */
 void vmm_stop(struct vmm *vm, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void vmm_wake_control(struct vmm *vm);
-
-/* vcpu.c */
-int vmm_setup(struct vmm *vm);
-int vmm_start_vcpus(struct vmm *vm);
-void vmm_join_vcpus(struct vmm *vm);
+/* Park every vCPU before its next entry (a migration): 0 once all are parked. */
+int vmm_pause_vcpus(struct vmm *vm, struct vmm_err *err);
+void vmm_resume_vcpus(struct vmm *vm);
+/* vCPU thread: park while a migration holds the vCPUs. */
+void vmm_vcpu_park(struct vmm *vm);
+/* A JSON string of s; bytes that are not UTF-8 become '?'.  NULL only when out of memory. */
+struct json_t *vmm_json_text(const char *s);
+/* obj as one line of compact JSON, keys in insertion order, reals with 15 significant digits
+ * (malloc'd; NULL: out of memory). */
+char *vmm_json_dump(const struct json_t *obj);
+/* The "vm-exit" line of event streams and the events log (a new reference). */
+struct json_t *vmm_exit_json(struct vmm *vm);
+/* Append obj as one line to --events-log, if any (obj is not released). */
+void vmm_log_json(struct vmm *vm, const struct json_t *obj);
+/* vmce's JSON text of an event (malloc'd; NULL: out of memory). */
+char *vmm_event_text(const struct vmce_event *ev);
+/* vmce's event callback: the events log, stderr for fatal events, wake the followers. */
+void vmm_on_event(const struct vmce_event *ev, void *opaque);
+/* Release everything boot.c created (what exists of it). */
 void vmm_teardown(struct vmm *vm);
 
-/* migrate.c */
+/* ---- boot.c: KVM, vmce, the image and the boot state of docs/guest-boot.md ---- */
+
+int vmm_setup(struct vmm *vm, struct vmm_err *err);
+
+/* ---- vcpu.c ---- */
+
+int vmm_start_vcpus(struct vmm *vm);
+void vmm_join_vcpus(struct vmm *vm);
+
+/* ---- mig_out.c, mig_in.c ---- */
+
 struct vmm_mig_result {
 	uint64_t bytes, vmce_bytes, pages_sent, pages_skipped;
 	unsigned resends;
 	bool aborted; /* ended by the abort-on-error policy */
 	double total_ms, downtime_ms;
-	char reason[512];
+	struct vmm_err err; /* why it failed */
 };
 /* Source: migrate the running guest to `to`.  0: the destination runs the guest (the caller
- * stops this VM); -1: res->reason says why, and the guest keeps running here. */
+ * stops this VM); -1: res->err says why, and the guest keeps running here. */
 int vmm_migrate_out(struct vmm *vm, const char *to, bool abort_on_error,
 		    struct vmm_mig_result *res);
-/* Destination: wait on addr, set the VM up from the source's state.  0: committed, start the
- * vCPUs; -1: failed (reason printed); -2: the address is invalid; -3: --timeout expired while
- * waiting for a source. */
-int vmm_migrate_in(struct vmm *vm, const char *addr);
-void vmm_vcpu_park(struct vmm *vm);
-void vmm_resume_vcpus(struct vmm *vm);
 
-/* control.c */
+enum vmm_mig_in_result {
+	VMM_MIG_IN_OK,	     /* committed: start the vCPUs */
+	VMM_MIG_IN_FAILED,   /* failed or stopped (reason printed) */
+	VMM_MIG_IN_BAD_ADDR, /* the address is invalid (usage error) */
+	VMM_MIG_IN_TIMEOUT,  /* --timeout expired while waiting for a source */
+};
+/* Destination: wait on addr, set the VM up from the source's state. */
+enum vmm_mig_in_result vmm_migrate_in(struct vmm *vm, const char *addr);
+
+/* ---- control.c ---- */
+
 int control_start(struct vmm *vm);
 /* After the VM stopped: tell followers, close everything, join the thread. */
 void control_finish(struct vmm *vm);

@@ -3,7 +3,9 @@
 # vmce-vm --incoming), asserting on both consoles, both event logs, vmcectl's output and the exit
 # statuses.
 #
-#   test_migrate.sh PATH/TO/vmce-vm PATH/TO/vmcectl SCENARIO
+#   test_migrate.sh PATH/TO/vmce-vm-test PATH/TO/vmcectl SCENARIO
+#
+# vmce-vm-test is vmce-vm built with the test hooks (VMCE_VM_TEST_*) these scenarios use.
 #
 # Scenarios:
 #   errors     SRAO before (handled at the source), during (injected on the source between
@@ -24,9 +26,9 @@
 #   garbage    malformed migration streams sent to a destination: each makes it exit 1 with a
 #              message naming the problem, without running anything
 set -u
-VMM=${1:?usage: $0 PATH/TO/vmce-vm PATH/TO/vmcectl SCENARIO}
-VMCECTL=${2:?usage: $0 PATH/TO/vmce-vm PATH/TO/vmcectl SCENARIO}
-SCENARIO=${3:?usage: $0 PATH/TO/vmce-vm PATH/TO/vmcectl SCENARIO}
+VMM=${1:?usage: $0 PATH/TO/vmce-vm-test PATH/TO/vmcectl SCENARIO}
+VMCECTL=${2:?usage: $0 PATH/TO/vmce-vm-test PATH/TO/vmcectl SCENARIO}
+SCENARIO=${3:?usage: $0 PATH/TO/vmce-vm-test PATH/TO/vmcectl SCENARIO}
 if [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing or not accessible"
 	exit 77
