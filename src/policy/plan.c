@@ -397,7 +397,7 @@ static int check_error(const struct vmce_vm *vm, const struct vmce_host_error *e
 	return 0;
 }
 
-/* 1. Class, and the guest's error code.  Returns true when the plan is decided (drop, fatal). */
+/* 1. Class, and the guest's error code.  Returns true when that decides the plan: drop, fatal. */
 static bool step_class(struct planning *p)
 {
 	const struct vmce_host_error *e = p->e;
