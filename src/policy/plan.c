@@ -606,10 +606,14 @@ static void step_target(struct planning *p)
 	p->why->vcpu = plan->target;
 }
 
-/* vmce_plan_error() without the text: the plan, and in why what its reason is made of. */
-static int plan_decide(struct vmce_vm *vm, const struct vmce_host_error *e, struct vmce_plan *plan,
-		       struct plan_why *why, struct vmce_err *err)
+/*
+ * The plan, then its reason: written (text) or kept behind an empty string for
+ * vmce_plan_reason().
+ */
+static int make_plan(struct vmce_vm *vm, const struct vmce_host_error *e, struct vmce_plan *plan,
+		     bool text, struct vmce_err *err)
 {
+	struct plan_why w, *why = &w;
 	struct planning p = {.vm = vm, .e = e, .plan = plan, .why = why};
 	int rc;
 
@@ -630,32 +634,25 @@ static int plan_decide(struct vmce_vm *vm, const struct vmce_host_error *e, stru
 	why->vcpu = plan->target;
 	if (!step_class(&p) && !step_address(&p))
 		step_target(&p);
+	if (text) {
+		why_format(why, plan->reason, sizeof(plan->reason));
+	} else {
+		plan->reason[1] = (char)WHY_KEPT;
+		memcpy(plan->reason + WHY_AT, why, sizeof(*why));
+	}
 	return 0;
 }
 
 int vmce_plan_error(struct vmce_vm *vm, const struct vmce_host_error *e, struct vmce_plan *plan,
 		    struct vmce_err *err)
 {
-	struct plan_why why;
-	int rc = plan_decide(vm, e, plan, &why, err);
-
-	if (rc)
-		return rc;
-	why_format(&why, plan->reason, sizeof(plan->reason));
-	return 0;
+	return make_plan(vm, e, plan, true, err);
 }
 
 int vmce_plan_decide(struct vmce_vm *vm, const struct vmce_host_error *e, struct vmce_plan *plan,
 		     struct vmce_err *err)
 {
-	struct plan_why why;
-	int rc = plan_decide(vm, e, plan, &why, err);
-
-	if (rc)
-		return rc;
-	plan->reason[1] = (char)WHY_KEPT;
-	memcpy(plan->reason + WHY_AT, &why, sizeof(why));
-	return 0;
+	return make_plan(vm, e, plan, false, err);
 }
 
 bool vmce_plan_vcpu(const struct vmce_plan *plan, unsigned index, struct vmce_vcpu_record *out)
