@@ -5,7 +5,8 @@
  *  - vmce_inject of a planned memory error (4 vCPUs, broadcast), records drained in between;
  *  - the held-record queue: a burst injected while vCPU 0 is in its handler (held), then
  *    released and delivered, against the same burst injected and delivered directly;
- *  - vmce_plan_error (policy synthesis) over a mix of SRAO, SRAR, UCNA and corrected errors;
+ *  - vmce_plan_error (policy synthesis) over a mix of SRAO, SRAR, UCNA and corrected errors,
+ *    and vmce_plan_decide (the same without writing the reason text);
  *  - poisoned-page set insert and lookup (hit, miss) at 10^3 .. 10^6 pages;
  *  - state stream encode (vmce_save) and decode (vmce_restore) per vCPU.
  * Default: times them (ns per call).  --callgrind: a fixed, short run for
@@ -27,7 +28,8 @@
 #define MEM_HVA		0x7f0000000000ull
 #define CG_STREAM_VCPUS 16
 
-static unsigned n_calls_rd, n_calls_wr, n_calls_inject, n_calls_plan, n_calls_save, n_calls_restore;
+static unsigned n_calls_rd, n_calls_wr, n_calls_inject, n_calls_plan, n_calls_decide, n_calls_save,
+	n_calls_restore;
 
 static double now_ns(void)
 {
@@ -190,7 +192,8 @@ static void plan_error(struct vmce_vm *vm, unsigned i, struct vmce_host_error *e
 
 #define PLAN_BATCH 100
 
-static double bench_plan(unsigned n)
+/* vmce_plan_error(), or vmce_plan_decide() when lazy. */
+static double bench_plan(unsigned n, bool lazy)
 {
 	struct vmce_vm *vm = make_vm(4, 0);
 	struct vmce_plan plan;
@@ -205,14 +208,18 @@ static double bench_plan(unsigned n)
 		double t0 = now_ns();
 
 		for (unsigned i = 0; i < PLAN_BATCH; i++) {
-			if (vmce_plan_error(vm, &e[i % 4], &plan, &err) < 0) {
-				fprintf(stderr, "vmce_plan_error: %s\n", err.msg);
+			int rc = lazy ? vmce_plan_decide(vm, &e[i % 4], &plan, &err)
+				      : vmce_plan_error(vm, &e[i % 4], &plan, &err);
+
+			if (rc < 0) {
+				fprintf(stderr, "vmce_plan_%s: %s\n", lazy ? "decide" : "error",
+					err.msg);
 				exit(1);
 			}
 		}
 		t[b] = (now_ns() - t0) / PLAN_BATCH;
 	}
-	n_calls_plan += nb * PLAN_BATCH;
+	*(lazy ? &n_calls_decide : &n_calls_plan) += nb * PLAN_BATCH;
 	m = median(t, nb);
 	free(t);
 	vmce_vm_destroy(vm);
@@ -434,7 +441,7 @@ int main(int argc, char **argv)
 	bool smoke = argc > 1 && !strcmp(argv[1], "--smoke");
 	bool cg = argc > 1 && !strcmp(argv[1], "--callgrind");
 	unsigned scale = smoke ? 1 : cg ? 10 : 100;
-	double rd, wr, inj, plan, hdirect = 0, hheld = 0;
+	double rd, wr, inj, plan, decide, hdirect = 0, hheld = 0;
 	double ins[4] = {0}, hit[4] = {0}, miss[4] = {0}, enc[3] = {0}, dec[3] = {0};
 	size_t len[3] = {0};
 	const unsigned psz[4] = {1000, 10000, 100000, 1000000};
@@ -443,7 +450,8 @@ int main(int argc, char **argv)
 	char p[32];
 
 	bench_msr(500 * scale, &rd, &wr);
-	plan = bench_plan(200 * scale);
+	plan = bench_plan(200 * scale, false);
+	decide = bench_plan(200 * scale, true);
 	inj = bench_inject(50 * scale);
 	bench_hold(10 * scale, &hdirect, &hheld);
 	for (unsigned i = 0; i < npsz; i++) { /* the median of 3 fresh sets (1 in short runs) */
@@ -468,6 +476,7 @@ int main(int argc, char **argv)
 			     {"vmce_wrmsr", n_calls_wr, 1},
 			     {"vmce_inject", n_calls_inject, 4},
 			     {"vmce_plan_error", n_calls_plan, 4},
+			     {"vmce_plan_decide", n_calls_decide, 4},
 			     /* per record: the function runs once for 10 * scale records */
 			     {"hold_direct", 10 * scale, 4},
 			     {"hold_held", 10 * scale, 4},
@@ -483,6 +492,7 @@ int main(int argc, char **argv)
 	result("vmce_rdmsr", "mixed", rd, n_calls_rd);
 	result("vmce_wrmsr", "mixed", wr, n_calls_wr);
 	result("vmce_plan_error", "mixed srao/srar/ucna/ce, 4 vcpus", plan, 200.0 * scale);
+	result("vmce_plan_decide", "mixed srao/srar/ucna/ce, 4 vcpus", decide, 200.0 * scale);
 	result("vmce_inject", "srao broadcast, 4 vcpus", inj, 50.0 * scale);
 	result("srao_direct_record", "inject + deliver on 4 vcpus", hdirect, 10.0 * scale);
 	result("srao_held_record", "held, released, delivered on 4 vcpus", hheld, 10.0 * scale);
@@ -503,8 +513,9 @@ int main(int argc, char **argv)
 	printf("\nlibrary costs (ns per call, this host, one run)\n| operation | parameter | ns |\n"
 	       "|---|---|---|\n");
 	printf("| vmce_rdmsr | mixed | %.1f |\n| vmce_wrmsr | mixed | %.1f |\n", rd, wr);
-	printf("| vmce_plan_error | 4 kinds | %.1f |\n| vmce_inject | broadcast to 4 | %.1f |\n",
-	       plan, inj);
+	printf("| vmce_plan_error | 4 kinds | %.1f |\n| vmce_plan_decide | 4 kinds | %.1f |\n"
+	       "| vmce_inject | broadcast to 4 | %.1f |\n",
+	       plan, decide, inj);
 	printf("| SRAO delivered directly / held first (per record, 4 vCPUs) | %u records | %.1f / "
 	       "%.1f |\n",
 	       10 * scale, hdirect, hheld);

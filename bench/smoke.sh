@@ -55,7 +55,7 @@ bench_latency)
 		and .latency_over_roundtrip > 0 and .samples > 0'
 	;;
 bench_lib)
-	count=21
+	count=22
 	filter='.bench == "lib" and (.op | type == "string") and (.param | type == "string")
 		and (if .op == "stream_bytes" then .bytes > 0 and .bytes_per_vcpu > 0
 		     else .ns_per_call > 0 and .calls > 0 end)'

@@ -52,8 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	while (f.left) {
 		struct vmce_host_error e;
-		struct vmce_plan plan;
+		struct vmce_plan plan, lazy;
 		struct vmce_err err = {{0}};
+		char text[sizeof(plan.reason)];
 		uint8_t sel = (uint8_t)fz_bytes(&f, 1);
 		uint8_t slow = (uint8_t)fz_bytes(&f, 1); /* vCPUs whose handler has not ended */
 		struct vmce_hold_status hs;
@@ -99,7 +100,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (!iso_check_plan(&m, &cfg.profile, &e, &plan, why, sizeof(why)))
 			FZ_FAIL("plan: %s", why);
-		rc = vmce_inject(vm, &plan, &err);
+		/* The same plan without its text; the text on demand is the same text. */
+		if (vmce_plan_decide(vm, &e, &lazy, &err))
+			FZ_FAIL("vmce_plan_decide refused what vmce_plan_error accepted: %s",
+				err.msg);
+		if (lazy.reason[0] || lazy.verdict != plan.verdict || lazy.target != plan.target ||
+		    lazy.gpa != plan.gpa || lazy.broadcast != plan.broadcast ||
+		    memcmp(&lazy.record, &plan.record, sizeof(plan.record)))
+			FZ_FAIL("vmce_plan_decide made another plan than vmce_plan_error");
+		if (vmce_plan_reason(&lazy, text, sizeof(text)) != (int)strlen(plan.reason) ||
+		    strcmp(text, plan.reason))
+			FZ_FAIL("vmce_plan_reason '%s', vmce_plan_error '%s'", text, plan.reason);
+		rc = vmce_inject(vm, e.misc & 1 ? &lazy : &plan, &err);
 		if (rc && !err.msg[0])
 			FZ_FAIL("inject refused with %d and no message", rc);
 		for (unsigned c = 0; c < cfg.nr_vcpus; c++) {

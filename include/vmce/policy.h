@@ -105,7 +105,7 @@ enum vmce_verdict {
 struct vmce_plan {
 	enum vmce_verdict verdict;
 	enum vmce_class cls;
-	char reason[160];
+	char reason[160]; /* why (empty from vmce_plan_decide(): see vmce_plan_reason()) */
 	bool has_gpa;
 	uint64_t gpa;	   /* guest-physical address of the error (when has_gpa) */
 	unsigned nr_vcpus; /* the VM's vCPU count */
@@ -119,6 +119,20 @@ struct vmce_plan {
 /* Classify and synthesise (reads the guest's LMCE and CMCI enablement; changes nothing). */
 VMCE_API int vmce_plan_error(struct vmce_vm *vm, const struct vmce_host_error *e,
 			     struct vmce_plan *plan, struct vmce_err *err);
+
+/*
+ * vmce_plan_error() without writing the reason text, which is most of its cost: the plan is the
+ * same, but `reason` is an empty string, and the rest of that array keeps what the text is made
+ * of (a copy of the plan keeps it too).  vmce_plan_reason() writes the text when it is wanted;
+ * vmce_inject() and vmce_plan_format_json() write it themselves.  Since 0.2.
+ */
+VMCE_API int vmce_plan_decide(struct vmce_vm *vm, const struct vmce_host_error *e,
+			      struct vmce_plan *plan, struct vmce_err *err);
+
+/* A plan's reason text into buf (len bytes, NUL-terminated): the plan's `reason`, or for a plan
+ * from vmce_plan_decide() the text vmce_plan_error() would have given.  Returns the length of
+ * the whole text, like snprintf, or -EINVAL.  Since 0.2. */
+VMCE_API int vmce_plan_reason(const struct vmce_plan *plan, char *buf, size_t len);
 
 /* What vCPU `index` receives under a plan: returns false when it receives nothing. */
 VMCE_API bool vmce_plan_vcpu(const struct vmce_plan *plan, unsigned index,

@@ -97,6 +97,43 @@ static inline void set_mcg_status(struct vmce_vcpu *v, uint64_t value)
 		atomic_store_explicit(&v->release_hint, true, memory_order_release);
 }
 
+/*
+ * Writes of the MCG registers and the P5 ones, shared by guest and host writes.  A guest may
+ * write only the values a register takes (MCG_STATUS its writable bits, MCG_CTL all ones or 0,
+ * MCG_EXT_CTL only LMCE_EN) and never MCG_CAP; the host writes any value, and MCG_CAP only as
+ * it is.  MCG_CTL and MCG_EXT_CTL exist only when the profile has CTL_P / LMCE_P.  The P5
+ * registers ignore writes.  NOT_MCA for any other index.
+ */
+static inline enum vmce_msr_result write_mcg(struct vmce_vcpu *v, uint32_t index, uint64_t value,
+					     bool guest)
+{
+	const struct vmce_profile *p = &v->vm->profile;
+
+	switch (index) {
+	case VMCE_MSR_MCG_STATUS:
+		if (guest && (value & ~MCG_STATUS_WRITABLE))
+			return VMCE_MSR_GP;
+		set_mcg_status(v, value);
+		return VMCE_MSR_OK;
+	case VMCE_MSR_MCG_CAP:
+		return !guest && value == v->vm->mcg_cap ? VMCE_MSR_OK : VMCE_MSR_GP;
+	case VMCE_MSR_MCG_CTL:
+		if (!(p->caps & VMCE_CAP_CTL) || (guest && value != 0 && value != ~0ull))
+			return VMCE_MSR_GP;
+		set_reg(v, &v->mcg_ctl, value);
+		return VMCE_MSR_OK;
+	case VMCE_MSR_MCG_EXT_CTL:
+		if (!(p->caps & VMCE_CAP_LMCE) || (guest && (value & ~VMCE_MCG_EXT_CTL_LMCE_EN)))
+			return VMCE_MSR_GP;
+		set_reg(v, &v->mcg_ext_ctl, value);
+		return VMCE_MSR_OK;
+	case VMCE_MSR_P5_MC_ADDR:
+	case VMCE_MSR_P5_MC_TYPE:
+		return VMCE_MSR_OK;
+	}
+	return VMCE_MSR_NOT_MCA;
+}
+
 /* Shared by guest and host reads: host reads follow the guest's rules. */
 static enum vmce_msr_result do_rdmsr(struct vmce_vcpu *v, uint32_t index, uint64_t *value)
 {
@@ -171,29 +208,7 @@ enum vmce_msr_result vmce_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64_t va
 		set_reg(v, bank_reg(v, i, reg), value);
 		return VMCE_MSR_OK;
 	}
-	switch (index) {
-	case VMCE_MSR_MCG_STATUS:
-		if (value & ~MCG_STATUS_WRITABLE)
-			return VMCE_MSR_GP;
-		set_mcg_status(v, value);
-		return VMCE_MSR_OK;
-	case VMCE_MSR_MCG_CAP:
-		return VMCE_MSR_GP;
-	case VMCE_MSR_MCG_CTL:
-		if (!(p->caps & VMCE_CAP_CTL) || (value != 0 && value != ~0ull))
-			return VMCE_MSR_GP;
-		set_reg(v, &v->mcg_ctl, value);
-		return VMCE_MSR_OK;
-	case VMCE_MSR_MCG_EXT_CTL:
-		if (!(p->caps & VMCE_CAP_LMCE) || (value & ~VMCE_MCG_EXT_CTL_LMCE_EN))
-			return VMCE_MSR_GP;
-		set_reg(v, &v->mcg_ext_ctl, value);
-		return VMCE_MSR_OK;
-	case VMCE_MSR_P5_MC_ADDR:
-	case VMCE_MSR_P5_MC_TYPE:
-		return VMCE_MSR_OK;
-	}
-	return VMCE_MSR_NOT_MCA;
+	return write_mcg(v, index, value, true);
 }
 
 /*
@@ -215,27 +230,7 @@ enum vmce_msr_result vmce_host_wrmsr(struct vmce_vcpu *v, uint32_t index, uint64
 		}
 		return kind == BANK_RAZWI && value == 0 ? VMCE_MSR_OK : VMCE_MSR_GP;
 	}
-	switch (index) {
-	case VMCE_MSR_MCG_CAP:
-		return value == v->vm->mcg_cap ? VMCE_MSR_OK : VMCE_MSR_GP;
-	case VMCE_MSR_MCG_STATUS:
-		set_mcg_status(v, value);
-		return VMCE_MSR_OK;
-	case VMCE_MSR_MCG_CTL:
-		if (!(p->caps & VMCE_CAP_CTL))
-			return VMCE_MSR_GP;
-		set_reg(v, &v->mcg_ctl, value);
-		return VMCE_MSR_OK;
-	case VMCE_MSR_MCG_EXT_CTL:
-		if (!(p->caps & VMCE_CAP_LMCE))
-			return VMCE_MSR_GP;
-		set_reg(v, &v->mcg_ext_ctl, value);
-		return VMCE_MSR_OK;
-	case VMCE_MSR_P5_MC_ADDR:
-	case VMCE_MSR_P5_MC_TYPE:
-		return VMCE_MSR_OK;
-	}
-	return VMCE_MSR_NOT_MCA;
+	return write_mcg(v, index, value, false);
 }
 
 /* HWCR is an AMD register: on an Intel profile the flag stays clear (and get_state/set_state

@@ -90,7 +90,7 @@ int vmce__kvm_user_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err)
 {
 	const struct vmce_profile *p = &k->vm->profile;
-	uint64_t supported = 0, want = p->banks;
+	uint64_t supported = 0, want;
 	int r;
 
 	r = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
@@ -105,16 +105,10 @@ int vmce__kvm_hybrid_setup(struct vmce_kvm *k, struct vmce_err *err)
 		return vmce__fail(err, r,
 				  "hybrid mode: KVM_X86_GET_MCE_CAP_SUPPORTED on /dev/kvm: %s",
 				  strerror(-r));
-	if (p->caps & VMCE_CAP_CTL)
-		want |= VMCE_MCG_CTL_P;
-	if (p->caps & VMCE_CAP_SER)
-		want |= VMCE_MCG_SER_P;
-	if (p->caps & VMCE_CAP_CMCI)
-		want |= VMCE_MCG_CMCI_P;
-	if (p->caps & VMCE_CAP_LMCE)
-		want |= VMCE_MCG_LMCE_P;
-	/* TES_P is never accepted by KVM: MCG_CAP then exits to user space. */
-	k->kernel_mcg_cap = p->banks | (want & supported & ~VMCE_MCG_CAP_COUNT_MASK);
+	/* The guest's MCG_CAP without TES_P, which KVM never accepts: MCG_CAP then exits to
+	 * user space. */
+	want = k->vm->mcg_cap & ~(VMCE_MCG_CAP_COUNT_MASK | VMCE_MCG_TES_P);
+	k->kernel_mcg_cap = p->banks | (want & supported);
 	if ((p->caps & VMCE_CAP_CTL) && !(supported & VMCE_MCG_CTL_P))
 		return vmce__fail(err, -ENOTSUP,
 				  "hybrid mode: the profile has MCG_CTL_P but KVM does not emulate "
@@ -133,22 +127,32 @@ int vmce__kvm_hybrid_vcpu_init(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 	return vmce_kvm_sync_to_kernel(kv, err);
 }
 
-/* The MSRs KVM holds in hybrid mode. */
-static unsigned kernel_msr_list(struct vmce_kvm *k, struct msrs_buf *b)
+/*
+ * The MSRs KVM holds in hybrid mode, listed in b for KVM_GET_MSRS / KVM_SET_MSRS, *e their
+ * entries.  Returns how many (MCG_STATUS at least), or 0 when the backend is not in hybrid mode:
+ * there is nothing to sync then.
+ */
+static unsigned kernel_msr_list(struct vmce_kvm_vcpu *kv, struct msrs_buf *b,
+				struct kvm_msr_entry **e)
 {
-	struct kvm_msr_entry *e = msrs(b)->entries;
+	const struct vmce_profile *p;
+	struct kvm_msr_entry *l = msrs(b)->entries;
 	unsigned n = 0;
 
+	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
+		return 0;
+	p = &kv->k->vm->profile;
 	memset(b, 0, sizeof(*b));
-	e[n++].index = VMCE_MSR_MCG_STATUS;
-	if (k->vm->profile.caps & VMCE_CAP_CTL)
-		e[n++].index = VMCE_MSR_MCG_CTL;
-	for (unsigned i = 0; i < k->vm->profile.banks; i++) {
-		e[n++].index = VMCE_MSR_MCi_STATUS(i);
-		e[n++].index = VMCE_MSR_MCi_ADDR(i);
-		e[n++].index = VMCE_MSR_MCi_MISC(i);
+	l[n++].index = VMCE_MSR_MCG_STATUS;
+	if (p->caps & VMCE_CAP_CTL)
+		l[n++].index = VMCE_MSR_MCG_CTL;
+	for (unsigned i = 0; i < p->banks; i++) {
+		l[n++].index = VMCE_MSR_MCi_STATUS(i);
+		l[n++].index = VMCE_MSR_MCi_ADDR(i);
+		l[n++].index = VMCE_MSR_MCi_MISC(i);
 	}
 	msrs(b)->nmsrs = n;
+	*e = l;
 	return n;
 }
 
@@ -159,10 +163,9 @@ int vmce_kvm_sync_from_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 	unsigned n;
 	int r;
 
-	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
+	n = kernel_msr_list(kv, &b, &e);
+	if (!n)
 		return 0;
-	n = kernel_msr_list(kv->k, &b);
-	e = msrs(&b)->entries;
 	r = ioctl(kv->fd, KVM_GET_MSRS, msrs(&b));
 	if (r != (int)n)
 		return vmce__fail(err, r < 0 ? -errno : -EIO,
@@ -182,10 +185,9 @@ int vmce_kvm_sync_to_kernel(struct vmce_kvm_vcpu *kv, struct vmce_err *err)
 	unsigned n;
 	int r;
 
-	if (!kv || kv->k->mode != VMCE_KVM_MODE_HYBRID)
+	n = kernel_msr_list(kv, &b, &e);
+	if (!n)
 		return 0;
-	n = kernel_msr_list(kv->k, &b);
-	e = msrs(&b)->entries;
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t value;
 

@@ -366,6 +366,44 @@ struct sec_ref {
 	bool present;
 };
 
+/* The head of section `name` that counts its entries: count (at most max), then a reserved
+ * word that must be 0. */
+static int counted_head(const struct sec_ref *s, const char *name, uint32_t max, uint32_t *n,
+			struct vmce_err *err)
+{
+	if (s->len < 8)
+		return vmce__fail(err, -EINVAL, "section '%s'.length: %zu, needs at least 8", name,
+				  s->len);
+	*n = get32(s->p);
+	if (*n > max)
+		return vmce__fail(err, -EINVAL, "%s.count: %" PRIu32 " exceeds the bound %u", name,
+				  *n, max);
+	if (get32(s->p + 4))
+		return vmce__fail(err, -EINVAL, "%s.reserved: must be 0", name);
+	return 0;
+}
+
+/* Record i's reason text in section `name`: rl printable bytes at *p, before end, into dst
+ * (VMCE_REASON_MAX + 1 bytes); *p moves past them. */
+static int get_reason(const uint8_t **p, const uint8_t *end, const char *name, uint32_t i,
+		      unsigned rl, char *dst, struct vmce_err *err)
+{
+	if (rl > VMCE_REASON_MAX)
+		return vmce__fail(err, -EINVAL, "%s[%" PRIu32 "].reason_len: %u exceeds %u", name,
+				  i, rl, VMCE_REASON_MAX);
+	if ((size_t)(end - *p) < rl)
+		return vmce__fail(err, -EINVAL,
+				  "%s[%" PRIu32 "].reason: %u bytes run past the section end", name,
+				  i, rl);
+	if (!printable(*p, rl))
+		return vmce__fail(err, -EINVAL, "%s[%" PRIu32 "].reason: not printable ASCII", name,
+				  i);
+	memcpy(dst, *p, rl);
+	dst[rl] = '\0';
+	*p += rl;
+	return 0;
+}
+
 static int decode_profile(const struct sec_ref *s, struct vmce_mig_image *img, struct vmce_err *err)
 {
 	const uint8_t *p = s->p;
@@ -446,16 +484,11 @@ static int decode_poison(const struct sec_ref *s, struct vmce_mig_image *img, st
 {
 	const uint8_t *p = s->p;
 	uint32_t n;
+	int rc;
 
-	if (s->len < 8)
-		return vmce__fail(err, -EINVAL, "section 'poison'.length: %zu, needs at least 8",
-				  s->len);
-	n = get32(p);
-	if (n > VMCE_STREAM_MAX_POISON)
-		return vmce__fail(err, -EINVAL, "poison.count: %" PRIu32 " exceeds the bound %u", n,
-				  VMCE_STREAM_MAX_POISON);
-	if (get32(p + 4))
-		return vmce__fail(err, -EINVAL, "poison.reserved: must be 0");
+	rc = counted_head(s, "poison", VMCE_STREAM_MAX_POISON, &n, err);
+	if (rc)
+		return rc;
 	if (s->len != 8 + (size_t)n * 8)
 		return vmce__fail(err, -EINVAL,
 				  "section 'poison'.length: %zu, but %" PRIu32 " pages need %zu",
@@ -588,24 +621,10 @@ static int decode_pending(const struct sec_ref *s, struct vmce_mig_image *img, s
 		if (get16(p + 58))
 			return vmce__fail(err, -EINVAL, "pending[%" PRIu32 "].reserved: must be 0",
 					  i);
-		if (rl > VMCE_REASON_MAX)
-			return vmce__fail(err, -EINVAL,
-					  "pending[%" PRIu32 "].reason_len: %u exceeds %u", i, rl,
-					  VMCE_REASON_MAX);
 		p += VMCE_PENDING_FIXED_LEN;
-		if ((size_t)(end - p) < rl)
-			return vmce__fail(err, -EINVAL,
-					  "pending[%" PRIu32
-					  "].reason: %u bytes run past the section "
-					  "end",
-					  i, rl);
-		if (!printable(p, rl))
-			return vmce__fail(err, -EINVAL,
-					  "pending[%" PRIu32 "].reason: not printable ASCII", i);
-		memcpy(q->reason, p, rl);
-		q->reason[rl] = '\0';
-		p += rl;
-		rc = check_pending(&img->profile, i, img->nr_vcpus, pe, flags, err);
+		rc = get_reason(&p, end, "pending", i, rl, q->reason, err);
+		if (!rc)
+			rc = check_pending(&img->profile, i, img->nr_vcpus, pe, flags, err);
 		if (rc)
 			return rc;
 		if (++per_vcpu[pe->vcpu] > VMCE_VCPU_QUEUE_LEN)
@@ -707,15 +726,9 @@ static int decode_held(const struct sec_ref *s, struct vmce_mig_image *img, stru
 	uint32_t n;
 	int rc;
 
-	if (s->len < 8)
-		return vmce__fail(err, -EINVAL, "section 'held'.length: %zu, needs at least 8",
-				  s->len);
-	n = get32(p);
-	if (n > VMCE_HOLD_MAX_RECORDS)
-		return vmce__fail(err, -EINVAL, "held.count: %" PRIu32 " exceeds the bound %u", n,
-				  VMCE_HOLD_MAX_RECORDS);
-	if (get32(p + 4))
-		return vmce__fail(err, -EINVAL, "held.reserved: must be 0");
+	rc = counted_head(s, "held", VMCE_HOLD_MAX_RECORDS, &n, err);
+	if (rc)
+		return rc;
 	if ((s->len - 8) / VMCE_HELD_FIXED_LEN < n)
 		return vmce__fail(err, -EINVAL,
 				  "section 'held'.length: %zu, too short for %" PRIu32 " records",
@@ -756,22 +769,10 @@ static int decode_held(const struct sec_ref *s, struct vmce_mig_image *img, stru
 		h->event_seq = get64(p + 96);
 		if (get64(p + 104))
 			return vmce__fail(err, -EINVAL, "held[%" PRIu32 "].reserved: must be 0", i);
-		if (rl > VMCE_REASON_MAX)
-			return vmce__fail(err, -EINVAL,
-					  "held[%" PRIu32 "].reason_len: %u exceeds %u", i, rl,
-					  VMCE_REASON_MAX);
 		p += VMCE_HELD_FIXED_LEN;
-		if ((size_t)(end - p) < rl)
-			return vmce__fail(err, -EINVAL,
-					  "held[%" PRIu32
-					  "].reason: %u bytes run past the section end",
-					  i, rl);
-		if (!printable(p, rl))
-			return vmce__fail(err, -EINVAL,
-					  "held[%" PRIu32 "].reason: not printable ASCII", i);
-		memcpy(pl->reason, p, rl);
-		pl->reason[rl] = '\0';
-		p += rl;
+		rc = get_reason(&p, end, "held", i, rl, pl->reason, err);
+		if (rc)
+			return rc;
 		img->nr_held = i + 1;
 		rc = check_held(img, i, h, flags, err);
 		if (rc)
@@ -798,15 +799,13 @@ static int decode_writer(const struct sec_ref *s, struct vmce_mig_image *img, st
 	return 0;
 }
 
-static int decode(const uint8_t *b, size_t len, struct vmce_mig_image *img, struct vmce_err *err)
+/* The header and the trailer: *total the stream's length, *nsec its number of sections. */
+static int decode_header(const uint8_t *b, size_t len, uint32_t *total_out, uint32_t *nsec_out,
+			 struct vmce_err *err)
 {
-	struct sec_ref secs[VMCE_SEC_WRITER + 1];
 	uint32_t total, nsec, crc, want;
 	unsigned version;
-	size_t off;
-	int rc;
 
-	memset(secs, 0, sizeof(secs));
 	if (len < 8)
 		return vmce__fail(
 			err, -EINVAL,
@@ -868,8 +867,17 @@ static int decode(const uint8_t *b, size_t len, struct vmce_mig_image *img, stru
 				  " but the content sums to 0x%08" PRIx32 " (corrupted stream)",
 				  crc, want);
 
-	/* The section table. */
-	off = VMCE_STREAM_HDR_LEN;
+	*total_out = total;
+	*nsec_out = nsec;
+	return 0;
+}
+
+/* The section table: where each known section is (secs), optional unknown ones skipped. */
+static int find_sections(const uint8_t *b, uint32_t total, uint32_t nsec, struct sec_ref *secs,
+			 struct vmce_err *err)
+{
+	size_t off = VMCE_STREAM_HDR_LEN;
+
 	for (uint32_t i = 0; i < nsec; i++) {
 		size_t end = total - VMCE_STREAM_TRAILER_LEN;
 		unsigned id, flags;
@@ -932,6 +940,21 @@ static int decode(const uint8_t *b, size_t len, struct vmce_mig_image *img, stru
 				  " sections end at offset %zu, but the "
 				  "trailer is at %zu",
 				  nsec, off, (size_t)(total - VMCE_STREAM_TRAILER_LEN));
+	return 0;
+}
+
+static int decode(const uint8_t *b, size_t len, struct vmce_mig_image *img, struct vmce_err *err)
+{
+	struct sec_ref secs[VMCE_SEC_WRITER + 1];
+	uint32_t total = 0, nsec = 0;
+	int rc;
+
+	memset(secs, 0, sizeof(secs));
+	rc = decode_header(b, len, &total, &nsec, err);
+	if (!rc)
+		rc = find_sections(b, total, nsec, secs, err);
+	if (rc)
+		return rc;
 	for (unsigned id = VMCE_SEC_PROFILE; id <= VMCE_SEC_PENDING; id++)
 		if (!secs[id].present)
 			return vmce__fail(err, -EINVAL, "section '%s' (id %u) is missing",

@@ -231,6 +231,7 @@ int vmce__inject_fatal(struct vmce_vm *vm, const struct vmce_plan *plan, bool fo
 int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_err *err)
 {
 	uint64_t kicks[VMCE_KICK_WORDS] = {0};
+	struct vmce_plan text;
 	int rc;
 
 	if (!vm || !plan)
@@ -238,6 +239,13 @@ int vmce_inject(struct vmce_vm *vm, const struct vmce_plan *plan, struct vmce_er
 	rc = check_plan(vm, plan, err);
 	if (rc)
 		return rc;
+	if (!plan->reason[0]) {
+		/* A plan from vmce_plan_decide(): its reason is written here, once, for the events
+		 * and the records (outside the lock). */
+		text = *plan;
+		vmce_plan_reason(plan, text.reason, sizeof(text.reason));
+		plan = &text;
+	}
 	pthread_mutex_lock(&vm->inject_lock);
 	switch (plan->verdict) {
 	case VMCE_VERDICT_FORWARD:

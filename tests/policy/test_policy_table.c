@@ -828,6 +828,38 @@ static void setup_state(struct vmce_vm *vm, const struct scenario *sc)
 	}
 }
 
+/* vmce_plan_decide() makes the same plan as vmce_plan_error(), without the text, and
+ * vmce_plan_reason() writes that text (the VM's state is not changed by either). */
+static void check_decide(struct vmce_vm *vm, const struct scenario *sc)
+{
+	struct vmce_plan eager, lazy, copy;
+	struct vmce_err err = {{0}};
+	char text[sizeof(eager.reason)], ja[16384], jb[16384];
+
+	assert_int_equal(vmce_plan_error(vm, &sc->e, &eager, &err), 0);
+	assert_int_equal(vmce_plan_decide(vm, &sc->e, &lazy, &err), 0);
+	assert_string_equal(lazy.reason, "");
+	assert_int_equal(lazy.verdict, eager.verdict);
+	assert_int_equal(lazy.cls, eager.cls);
+	assert_int_equal(lazy.has_gpa, eager.has_gpa);
+	assert_int_equal(lazy.gpa, eager.gpa);
+	assert_int_equal(lazy.nr_vcpus, eager.nr_vcpus);
+	assert_int_equal(lazy.target, eager.target);
+	assert_int_equal(lazy.broadcast, eager.broadcast);
+	assert_int_equal(lazy.lmce, eager.lmce);
+	assert_memory_equal(&lazy.record, &eager.record, sizeof(lazy.record));
+	assert_memory_equal(&lazy.bystander, &eager.bystander, sizeof(lazy.bystander));
+	copy = lazy;
+	assert_int_equal(vmce_plan_reason(&copy, text, sizeof(text)), (int)strlen(eager.reason));
+	if (strcmp(text, eager.reason))
+		fail_msg("%s: vmce_plan_reason '%s', vmce_plan_error '%s'", sc->name, text,
+			 eager.reason);
+	assert_int_equal(vmce_plan_reason(&eager, NULL, 0), (int)strlen(eager.reason));
+	vmce_plan_format_json(&eager, ja, sizeof(ja));
+	vmce_plan_format_json(&lazy, jb, sizeof(jb));
+	assert_string_equal(ja, jb);
+}
+
 static void run_scenario(void **state)
 {
 	const struct scenario *sc = *state;
@@ -846,6 +878,8 @@ static void run_scenario(void **state)
 	setup_state(vm, sc);
 	seq0 = vmce_events_last_seq(vm);
 	poison0 = vmce_poison_count(vm);
+	check_decide(vm, sc);
+	assert_int_equal(vmce_events_last_seq(vm), seq0);
 
 	rc = vmce_handle_error(vm, &sc->e, &plan, &err);
 	if (rc != sc->rc)
@@ -971,6 +1005,59 @@ static void test_plan_json_exact(void **state)
 	vmce_vm_destroy(vm);
 }
 
+/* A plan from vmce_plan_decide(): vmce_inject() writes its reason into the events and the
+ * records; vmce_plan_reason() truncates like snprintf. */
+static void test_plan_decide_inject(void **state)
+{
+	struct vmce_vm *vm = ptest_vm(NULL, 2, 0, VMCE_FATAL_SHUTDOWN);
+	const char *want = "srao: #MC on vcpu 0, bank 1, broadcast to 1 other vCPU(s)";
+	struct vmce_host_error e;
+	struct vmce_plan plan;
+	struct vmce_err err;
+	struct vmce_event ev;
+	struct vmce_delivery d;
+	char small[8];
+
+	(void)state;
+	vmce_host_error_init(&e);
+	e.status = RAW_SRAO(0x17a);
+	e.misc = 0x8c;
+	e.addr_kind = VMCE_ADDR_GPA;
+	e.addr = 0x12345000;
+	assert_int_equal(vmce_plan_decide(vm, &e, &plan, &err), 0);
+	assert_string_equal(plan.reason, "");
+	assert_int_equal(vmce_plan_reason(&plan, small, sizeof(small)), (int)strlen(want));
+	assert_string_equal(small, "srao: #");
+	assert_int_equal(vmce_plan_reason(&plan, NULL, 0), (int)strlen(want));
+	assert_int_equal(vmce_plan_reason(NULL, small, sizeof(small)), -EINVAL);
+	assert_int_equal(vmce_plan_reason(&plan, NULL, 4), -EINVAL);
+
+	assert_int_equal(vmce_inject(vm, &plan, &err), 0);
+	assert_int_equal(vmce_events_read(vm, 0, &ev, 1), 1);
+	assert_int_equal(ev.kind, VMCE_EVENT_FORWARDED);
+	assert_string_equal(ev.reason, want);
+	vmce_vm_destroy(vm);
+
+	/* A fatal one: the shutdown record carries the text too. */
+	vm = ptest_vm(NULL, 2, 0, VMCE_FATAL_SHUTDOWN);
+	want = "srar: no consuming vCPU is known: the guest cannot recover";
+	e.status = RAW_SRAR(0x134);
+	assert_int_equal(vmce_plan_decide(vm, &e, &plan, &err), 0);
+	assert_int_equal(plan.verdict, VMCE_VERDICT_FATAL);
+	assert_int_equal(vmce_inject(vm, &plan, &err), 0);
+	assert_int_equal(vmce_events_read(vm, 0, &ev, 1), 1);
+	assert_string_equal(ev.reason, want);
+	assert_true(sim_deliver(vmce_vm_vcpu(vm, 0), true, &d));
+	assert_int_equal(d.action, VMCE_ACTION_SHUTDOWN);
+	assert_string_equal(d.reason, want);
+
+	/* A plan with an empty reason and nothing kept stays empty. */
+	memset(&plan, 0, sizeof(plan));
+	assert_int_equal(vmce_plan_reason(&plan, small, sizeof(small)), 0);
+	assert_string_equal(small, "");
+	vmce_vm_destroy(vm);
+}
+
 /* Argument checks: out-of-range vCPUs and malformed plans get a clear error. */
 static void test_plan_errors(void **state)
 {
@@ -1073,7 +1160,7 @@ static void test_queue_full(void **state)
 int main(void)
 {
 	size_t n = sizeof(scenarios) / sizeof(scenarios[0]);
-	struct CMUnitTest *tests = calloc(n + 3, sizeof(*tests));
+	struct CMUnitTest *tests = calloc(n + 4, sizeof(*tests));
 	int rc;
 
 	if (!tests)
@@ -1089,7 +1176,9 @@ int main(void)
 	tests[n + 1].test_func = test_plan_errors;
 	tests[n + 2].name = "queue full: refused, nothing half-queued";
 	tests[n + 2].test_func = test_queue_full;
-	rc = _cmocka_run_group_tests("policy_table", tests, n + 3, NULL, NULL);
+	tests[n + 3].name = "plan decided without text, injected";
+	tests[n + 3].test_func = test_plan_decide_inject;
+	rc = _cmocka_run_group_tests("policy_table", tests, n + 4, NULL, NULL);
 	free(tests);
 	return rc;
 }
