@@ -57,7 +57,7 @@ extern "C" {
 
 /* The API version these headers describe (the library's soname is libvmce.so.1). */
 #define VMCE_VERSION_MAJOR 0
-#define VMCE_VERSION_MINOR 1
+#define VMCE_VERSION_MINOR 2
 
 /* Limits. */
 #define VMCE_MAX_BANKS 32   /* MCi MSRs 0x400..0x47F */

@@ -81,12 +81,17 @@ static void check_one(const char *stream_path)
 	}
 	free(dump);
 	/* While this build writes the fixture's version, it writes the same bytes (all but the
-	 * writer section's source event number and the CRC). */
+	 * writer section, which ends the stream: the writer's version, its source event number,
+	 * and the CRC); the writer section names this build. */
 	assert_int_equal(vmce_save_alloc(vm, &resaved, &n, &err), 0);
 	if (!strncmp(strrchr(stream_path, '/') + 1, "migrate-v1-", 11) &&
 	    VMCE_STREAM_VERSION == 1) {
+		const unsigned char *w = (const unsigned char *)resaved + n - 20;
+
 		assert_int_equal(n, slen);
-		assert_memory_equal(resaved, stream, n - 12);
+		assert_memory_equal(resaved, stream, n - 20);
+		assert_int_equal(w[0] | w[1] << 8, VMCE_VERSION_MAJOR);
+		assert_int_equal(w[2] | w[3] << 8, VMCE_VERSION_MINOR);
 	}
 	/* And that stream restores to the same state again. */
 	assert_int_equal(vmce_vm_create(&cfg, &again, &err), 0);
