@@ -117,10 +117,10 @@ static void walk(const json_t *v, size_t *count)
 
 	(*count)++;
 	if (json_is_array(v))
-		json_array_foreach(v, i, m) walk(m, count);
+		json_array_foreach(v, i, m)
+			walk(m, count);
 	if (json_is_object(v))
-		json_object_foreach((json_t *)v, key, m)
-		{
+		json_object_foreach((json_t *)v, key, m) {
 			jget_u64(v, key, &u);
 			walk(m, count);
 		}

@@ -183,8 +183,7 @@ static void print_page(const json_t *evs, bool json, uint64_t *last)
 	const json_t *e;
 	size_t i;
 
-	json_array_foreach(evs, i, e)
-	{
+	json_array_foreach(evs, i, e) {
 		if (json)
 			print_event_json(e);
 		else

@@ -220,8 +220,7 @@ static void print_plan_vcpus(const json_t *vcpus)
 	const json_t *v;
 	size_t i;
 
-	json_array_foreach(vcpus, i, v)
-	{
+	json_array_foreach(vcpus, i, v) {
 		const char *sig = jget_str(v, "signal", "?");
 		uint64_t cpu = 0, bank = 0;
 
@@ -248,8 +247,7 @@ static void print_inject(const json_t *resp, void *ctx)
 	size_t i;
 
 	(void)ctx;
-	json_array_foreach(json_object_get(resp, "results"), i, r)
-	{
+	json_array_foreach(json_object_get(resp, "results"), i, r) {
 		bool queued = false;
 
 		jget_bool(r, "queued", &queued);

@@ -60,8 +60,7 @@ static void print_vcpu(const json_t *v, size_t i)
 	jget_bool(v, "pending", &pending);
 	snprintf(mcgs, sizeof(mcgs), "%s %s", hexstr(v, "mcg_status"),
 		 mcg ? mcg_status_names(mcg, names, sizeof(names)) : "");
-	json_array_foreach(banks, b, k)
-	{
+	json_array_foreach(banks, b, k) {
 		uint64_t bank = b;
 
 		jget_u64(k, "bank", &bank);
@@ -86,8 +85,9 @@ static void print_poison(const json_t *poison)
 	jget_u64(poison, "count", &n);
 	jget_bool(poison, "truncated", &trunc);
 	printf("\npoisoned pages: %llu", (unsigned long long)n);
-	json_array_foreach(json_object_get(poison, "pages"), i, page) if (json_is_string(page))
-		printf("%s%s", i ? " " : ": ", json_string_value(page));
+	json_array_foreach(json_object_get(poison, "pages"), i, page)
+		if (json_is_string(page))
+			printf("%s%s", i ? " " : ": ", json_string_value(page));
 	printf("%s\n", trunc ? " ..." : "");
 }
 
@@ -110,8 +110,7 @@ static void print_counters(const json_t *counters)
 	const char *cls;
 
 	printf("errors seen:");
-	json_object_foreach((json_t *)by_class, cls, v)
-	{
+	json_object_foreach((json_t *)by_class, cls, v) {
 		if (json_is_integer(v))
 			printf(" %s=%lld", cls, (long long)json_integer_value(v));
 		else if (json_is_real(v))
@@ -134,8 +133,7 @@ static void print_held(const json_t *held)
 	printf("held:       ");
 	print_u64s(held, keys, sizeof(keys) / sizeof(keys[0]));
 	printf("\n");
-	json_array_foreach(json_object_get(held, "records"), i, h)
-	{
+	json_array_foreach(json_object_get(held, "records"), i, h) {
 		uint64_t seq = 0, cpu = 0, age = 0;
 		int64_t wait = -1;
 		bool bc = false;
@@ -163,7 +161,8 @@ static void print_status(const json_t *r, void *ctx)
 	print_summary(r);
 	printf("\n%-4s %-24s %-7s %-7s %-4s %-18s %-18s %-18s %-10s %s\n", "VCPU", "MCG_STATUS",
 	       "EXT_CTL", "PENDING", "BANK", "CTL", "STATUS", "ADDR", "MISC", "CTL2");
-	json_array_foreach(json_object_get(r, "vcpus"), i, v) print_vcpu(v, i);
+	json_array_foreach(json_object_get(r, "vcpus"), i, v)
+		print_vcpu(v, i);
 	if (json_is_object(json_object_get(r, "poisoned")))
 		print_poison(json_object_get(r, "poisoned"));
 	if (json_is_object(json_object_get(r, "counters")))

@@ -238,8 +238,7 @@ static int get_caps(const char *f, const json_t *v, struct vmce_host_desc *h, st
 		return desc_fail(err, "field '%s': expected an array of strings", f);
 	if (json_array_size(v) > CAPS_MAX)
 		return desc_fail(err, "field '%s': more than %d entries", f, CAPS_MAX);
-	json_array_foreach(v, i, m)
-	{
+	json_array_foreach(v, i, m) {
 		const char *name;
 
 		snprintf(field, sizeof(field), "%s[%zu]", f, i);
@@ -330,8 +329,7 @@ static int get_fields(const json_t *root, enum host_desc_format fmt, struct vmce
 	json_t *v;
 	size_t f;
 
-	json_object_foreach((json_t *)root, key, v)
-	{
+	json_object_foreach((json_t *)root, key, v) {
 		f = field_of(fmt, key);
 		if (f == NR_FIELDS)
 			return desc_fail(err, "field '%s': unknown (expected %s)", key,

@@ -31,9 +31,13 @@ static bool too_deep(const json_t *v, int depth)
 	if (depth > JSON_MAX_DEPTH)
 		return true;
 	if (json_is_array(v)) {
-		json_array_foreach(v, i, m) if (too_deep(m, depth + 1)) return true;
+		json_array_foreach(v, i, m)
+			if (too_deep(m, depth + 1))
+				return true;
 	} else if (json_is_object(v)) {
-		json_object_foreach((json_t *)v, key, m) if (too_deep(m, depth + 1)) return true;
+		json_object_foreach((json_t *)v, key, m)
+			if (too_deep(m, depth + 1))
+				return true;
 	}
 	return false;
 }
