@@ -21,8 +21,9 @@
  *
  * Every file may call vm.c; main.c may call any of them.
  *
- * Errors, one style everywhere: a function that can fail returns 0 on success and -1 on
- * failure, and fills a caller-provided `struct vmm_err` with one sentence saying why
+ * Errors, one style everywhere (vmcectl follows it too, with the library's `struct vmce_err`):
+ * a function that can fail returns 0 on success and -1 on failure, and fills a
+ * caller-provided `struct vmm_err` with one sentence saying why
  * (vmm_fail() does both).  The caller decides where the sentence goes: stderr prefixed with
  * "vmce-vm: ", a control response, a migration reply.  Where a caller must tell several
  * failures apart the function returns a named enum instead (enum vmm_mig_in_result, the

@@ -20,7 +20,11 @@
 
 static json_t *parse(const char *text, char *why, size_t whylen)
 {
-	return jparse(text, strlen(text), JSON_DECODE_ANY, why, whylen);
+	struct vmce_err err = {""};
+	json_t *v = jparse(text, strlen(text), JSON_DECODE_ANY, &err);
+
+	snprintf(why, whylen, "%s", err.msg);
+	return v;
 }
 
 static void test_values(void **state)
@@ -87,6 +91,7 @@ static void test_malformed(void **state)
 		{"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 		 "nested too deeply"},
 	};
+	struct vmce_err err = {""};
 	char why[200];
 	json_t *v;
 
@@ -103,8 +108,8 @@ static void test_malformed(void **state)
 	assert_non_null(v);
 	json_decref(v);
 	/* A NUL byte inside the text. */
-	assert_null(jparse("{\"a\":\"x\0\"}", 9, 0, why, sizeof(why)));
-	assert_non_null(strstr(why, "NUL byte"));
+	assert_null(jparse("{\"a\":\"x\0\"}", 9, 0, &err));
+	assert_non_null(strstr(err.msg, "NUL byte"));
 }
 
 /* Random byte mutations of real responses: parse, walk, free; never a crash or a leak. */
@@ -147,7 +152,8 @@ static void test_mutations(void **state)
 	for (int iter = 0; iter < 200000; iter++) {
 		const char *seed = seeds[iter % 4];
 		size_t len = strlen(seed);
-		char buf[512], why[200];
+		struct vmce_err err = {""};
+		char buf[512];
 		json_t *v;
 
 		memcpy(buf, seed, len);
@@ -172,13 +178,13 @@ static void test_mutations(void **state)
 				}
 			}
 		}
-		v = jparse(buf, len, JSON_DECODE_ANY, why, sizeof(why));
+		v = jparse(buf, len, JSON_DECODE_ANY, &err);
 		if (v) {
 			parsed++;
 			walk(v, &values);
 			json_decref(v);
 		} else {
-			assert_true(strlen(why) > 0);
+			assert_true(strlen(err.msg) > 0);
 		}
 	}
 	/* The mutations exercise both outcomes. */

@@ -166,7 +166,8 @@ int client_recv(struct client *c, char **line, size_t *len)
 json_t *client_call(struct client *c, const char *request, const char **raw)
 {
 	json_t *resp;
-	char *line, why[160];
+	struct vmce_err err;
+	char *line;
 	size_t len;
 	int r;
 
@@ -177,9 +178,9 @@ json_t *client_call(struct client *c, const char *request, const char **raw)
 		fail("%s closed the connection without a response", c->path);
 	if (r <= 0)
 		return NULL;
-	resp = jparse(line, len, JSON_DECODE_ANY, why, sizeof(why));
+	resp = jparse(line, len, JSON_DECODE_ANY, &err);
 	if (!resp) {
-		fail("vmce-vm sent a response that is not valid JSON: %s", why);
+		fail("vmce-vm sent a response that is not valid JSON: %s", err.msg);
 		return NULL;
 	}
 	if (!json_is_object(resp)) {

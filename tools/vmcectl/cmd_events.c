@@ -105,15 +105,15 @@ static void print_stream_note(const json_t *v, const char *kind)
  * error. */
 static int stream_line(const char *line, size_t len, bool json)
 {
-	char why[160];
-	json_t *v = jparse(line, len, JSON_DECODE_ANY, why, sizeof(why));
+	struct vmce_err err = {""};
+	json_t *v = jparse(line, len, JSON_DECODE_ANY, &err);
 	const char *kind;
 	int rc;
 
 	if (!json_is_object(v)) {
 		json_decref(v);
 		fail("vmce-vm sent an event line that is not a JSON object%s%s", v ? "" : ": ",
-		     v ? "" : why);
+		     v ? "" : err.msg);
 		return -1;
 	}
 	kind = jget_str(v, "kind", "");

@@ -82,7 +82,8 @@ struct synth_args {
 static int parse_map(struct synth_args *a, const char *arg)
 {
 	const char *colon = strchr(arg, ':');
-	char gpa_text[64], why[160];
+	struct vmce_err err;
+	char gpa_text[64];
 	struct range r;
 	size_t n;
 
@@ -93,10 +94,10 @@ static int parse_map(struct synth_args *a, const char *arg)
 		return usage_error("--map '%.64s': the address is too long", arg);
 	memcpy(gpa_text, arg, n);
 	gpa_text[n] = '\0';
-	if (parse_u64(gpa_text, true, &r.gpa, why, sizeof(why)))
-		return usage_error("--map '%.64s': address %s", arg, why);
-	if (parse_u64(colon + 1, true, &r.size, why, sizeof(why)))
-		return usage_error("--map '%.64s': size %s", arg, why);
+	if (parse_u64(gpa_text, true, &r.gpa, &err))
+		return usage_error("--map '%.64s': address %s", arg, err.msg);
+	if (parse_u64(colon + 1, true, &r.size, &err))
+		return usage_error("--map '%.64s': size %s", arg, err.msg);
 	if (r.size == 0)
 		return usage_error("--map '%.64s': the size is zero", arg);
 	if (r.gpa + r.size < r.gpa || r.gpa + r.size > SYNTH_HVA_BASE)

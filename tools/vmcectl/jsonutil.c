@@ -42,23 +42,24 @@ static bool too_deep(const json_t *v, int depth)
 	return false;
 }
 
-json_t *jparse(const char *text, size_t len, size_t flags, char *why, size_t whylen)
+json_t *jparse(const char *text, size_t len, size_t flags, struct vmce_err *err)
 {
 	json_error_t e;
 	json_t *v;
 
 	if (memchr(text, '\0', len)) {
-		snprintf(why, whylen, "NUL byte in the text");
+		snprintf(err->msg, sizeof(err->msg), "NUL byte in the text");
 		return NULL;
 	}
 	v = json_loadb(text, len, flags, &e);
 	if (!v) {
-		snprintf(why, whylen, "%s at byte %d", e.text, jerr_offset(&e));
+		snprintf(err->msg, sizeof(err->msg), "%s at byte %d", e.text, jerr_offset(&e));
 		return NULL;
 	}
 	if (too_deep(v, 0)) {
 		json_decref(v);
-		snprintf(why, whylen, "nested too deeply (more than %d levels)", JSON_MAX_DEPTH);
+		snprintf(err->msg, sizeof(err->msg), "nested too deeply (more than %d levels)",
+			 JSON_MAX_DEPTH);
 		return NULL;
 	}
 	return v;
@@ -84,13 +85,13 @@ const char *jget_str(const json_t *obj, const char *key, const char *dflt)
 bool jget_u64(const json_t *obj, const char *key, uint64_t *out)
 {
 	const json_t *m = json_object_get(obj, key);
-	char why[160];
+	struct vmce_err err;
 
 	if (json_is_integer(m) && json_integer_value(m) >= 0) {
 		*out = (uint64_t)json_integer_value(m);
 		return true;
 	}
-	return json_is_string(m) && !parse_u64(json_string_value(m), false, out, why, sizeof(why));
+	return json_is_string(m) && !parse_u64(json_string_value(m), false, out, &err);
 }
 
 bool jget_i64(const json_t *obj, const char *key, int64_t *out)

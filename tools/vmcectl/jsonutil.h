@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <vmce/vmce.h>
 
 #define JSON_MAX_DEPTH 32 /* arrays and objects inside the top one nested deeper: refused */
 
@@ -19,8 +20,8 @@
 int jerr_offset(const json_error_t *e);
 
 /* Parse text[0, len) as one JSON value (flags: Jansson's, e.g. JSON_DECODE_ANY), with at most
- * JSON_MAX_DEPTH levels inside the top one, without NUL bytes.  Returns the value, or NULL with why[] saying what was wrong and at which byte. */
-json_t *jparse(const char *text, size_t len, size_t flags, char *why, size_t whylen);
+ * JSON_MAX_DEPTH levels inside the top one, without NUL bytes.  Returns the value, or NULL with err saying what was wrong and at which byte. */
+json_t *jparse(const char *text, size_t len, size_t flags, struct vmce_err *err);
 
 /* Typed lookups of an object's member: false (or dflt) when absent or of another type. */
 bool jget_bool(const json_t *obj, const char *key, bool *out);

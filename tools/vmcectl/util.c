@@ -72,11 +72,11 @@ static const char *shown(const char *s, char *buf, size_t len)
 	return buf;
 }
 
-static int why_fail(char *why, size_t len, const char *s, const char *what)
+static int why_fail(struct vmce_err *err, const char *s, const char *what)
 {
 	char b[48];
 
-	snprintf(why, len, "'%s' %s", shown(s, b, sizeof(b)), what);
+	snprintf(err->msg, sizeof(err->msg), "'%s' %s", shown(s, b, sizeof(b)), what);
 	return -1;
 }
 
@@ -106,7 +106,7 @@ static int digits(const char *s, unsigned base, uint64_t *out, const char **end)
 	return p == s ? -1 : 0;
 }
 
-int parse_u64(const char *text, bool suffixes, uint64_t *out, char *why, size_t len)
+int parse_u64(const char *text, bool suffixes, uint64_t *out, struct vmce_err *err)
 {
 	const char *end, *s = text;
 	unsigned base = 10, shift = 0;
@@ -114,20 +114,20 @@ int parse_u64(const char *text, bool suffixes, uint64_t *out, char *why, size_t 
 	int rc;
 
 	if (!*s)
-		return why_fail(why, len, text, "is empty: expected a number");
+		return why_fail(err, text, "is empty: expected a number");
 	if (s[0] == '-')
-		return why_fail(why, len, text, "is negative");
+		return why_fail(err, text, "is negative");
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		base = 16;
 		s += 2;
 		if (!*s)
-			return why_fail(why, len, text, "has no digits after 0x");
+			return why_fail(err, text, "has no digits after 0x");
 	}
 	rc = digits(s, base, &v, &end);
 	if (rc == -2)
-		return why_fail(why, len, text, "does not fit in 64 bits");
+		return why_fail(err, text, "does not fit in 64 bits");
 	if (rc)
-		return why_fail(why, len, text,
+		return why_fail(err, text,
 				base == 16 ? "is not a hexadecimal number"
 					   : "is not a number (expected decimal or 0x hex)");
 	if (*end && suffixes && !end[1]) {
@@ -149,14 +149,13 @@ int parse_u64(const char *text, bool suffixes, uint64_t *out, char *why, size_t 
 			shift = 40;
 			break;
 		default:
-			return why_fail(why, len, text,
-					"has an unknown suffix (expected K, M, G or T)");
+			return why_fail(err, text, "has an unknown suffix (expected K, M, G or T)");
 		}
 		if (v > (UINT64_MAX >> shift))
-			return why_fail(why, len, text, "does not fit in 64 bits");
+			return why_fail(err, text, "does not fit in 64 bits");
 		v <<= shift;
 	} else if (*end) {
-		return why_fail(why, len, text,
+		return why_fail(err, text,
 				suffixes ? "has trailing characters (a number, optionally with "
 					   "K, M, G or T)"
 					 : "has trailing characters after the number");
@@ -165,28 +164,28 @@ int parse_u64(const char *text, bool suffixes, uint64_t *out, char *why, size_t 
 	return 0;
 }
 
-int parse_hex(const char *s, uint64_t *out, char *why, size_t len)
+int parse_hex(const char *s, uint64_t *out, struct vmce_err *err)
 {
 	const char *p = s, *end;
 	int rc;
 
 	if (!*s)
-		return why_fail(why, len, s, "is empty: expected a hexadecimal value");
+		return why_fail(err, s, "is empty: expected a hexadecimal value");
 	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
 		p += 2;
 	if (!*p)
-		return why_fail(why, len, s, "has no digits after 0x");
+		return why_fail(err, s, "has no digits after 0x");
 	if (strlen(p) > 16 && strspn(p, "0") < strlen(p) - 16)
-		return why_fail(why, len, s, "does not fit in 64 bits");
+		return why_fail(err, s, "does not fit in 64 bits");
 	rc = digits(p, 16, out, &end);
 	if (rc == -2)
-		return why_fail(why, len, s, "does not fit in 64 bits");
+		return why_fail(err, s, "does not fit in 64 bits");
 	if (rc || *end)
-		return why_fail(why, len, s, "is not a hexadecimal value");
+		return why_fail(err, s, "is not a hexadecimal value");
 	return 0;
 }
 
-int parse_uint(const char *s, unsigned long max, unsigned long *out, char *why, size_t len)
+int parse_uint(const char *s, unsigned long max, unsigned long *out, struct vmce_err *err)
 {
 	const char *end;
 	uint64_t v;
@@ -194,14 +193,15 @@ int parse_uint(const char *s, unsigned long max, unsigned long *out, char *why, 
 	int rc;
 
 	if (!*s)
-		return why_fail(why, len, s, "is empty: expected a number");
+		return why_fail(err, s, "is empty: expected a number");
 	if (s[0] == '-')
-		return why_fail(why, len, s, "is negative");
+		return why_fail(err, s, "is negative");
 	rc = digits(s, 10, &v, &end);
 	if (rc == -1 || (rc == 0 && *end))
-		return why_fail(why, len, s, "is not a decimal number");
+		return why_fail(err, s, "is not a decimal number");
 	if (rc == -2 || v > max) {
-		snprintf(why, len, "'%s' is out of range (0 to %lu)", shown(s, b, sizeof(b)), max);
+		snprintf(err->msg, sizeof(err->msg), "'%s' is out of range (0 to %lu)",
+			 shown(s, b, sizeof(b)), max);
 		return -1;
 	}
 	*out = (unsigned long)v;
@@ -210,28 +210,28 @@ int parse_uint(const char *s, unsigned long max, unsigned long *out, char *why, 
 
 int opt_u64(const char *opt, const char *s, bool suffixes, uint64_t *out)
 {
-	char why[160];
+	struct vmce_err err;
 
-	if (parse_u64(s, suffixes, out, why, sizeof(why)))
-		return usage_error("%s: %s", opt, why);
+	if (parse_u64(s, suffixes, out, &err))
+		return usage_error("%s: %s", opt, err.msg);
 	return 0;
 }
 
 int opt_hex(const char *opt, const char *s, uint64_t *out)
 {
-	char why[160];
+	struct vmce_err err;
 
-	if (parse_hex(s, out, why, sizeof(why)))
-		return usage_error("%s: %s", opt, why);
+	if (parse_hex(s, out, &err))
+		return usage_error("%s: %s", opt, err.msg);
 	return 0;
 }
 
 int opt_uint(const char *opt, const char *s, unsigned long max, unsigned long *out)
 {
-	char why[160];
+	struct vmce_err err;
 
-	if (parse_uint(s, max, out, why, sizeof(why)))
-		return usage_error("%s: %s", opt, why);
+	if (parse_uint(s, max, out, &err))
+		return usage_error("%s: %s", opt, err.msg);
 	return 0;
 }
 

@@ -9,6 +9,12 @@
  * request and its response) over client.[ch] (the control socket).  errdesc.[ch] holds the
  * options that describe a host error (synth and inject), hostdesc.[ch] and level.[ch] the
  * pool levelling of `profile level`, jsonutil.[ch] what vmcectl adds to Jansson.
+ *
+ * Errors, the programs' one style (vmm/vmm.h): a helper that can fail returns 0 (or a value)
+ * on success and -1 / a negative errno / NULL on failure, and fills a caller-provided
+ * `struct vmce_err` with one sentence saying why.  Only the subcommands (cmd_*.c, and the
+ * option helpers they call) turn a failure into a message on stderr, "vmcectl CMD: ...",
+ * and an exit status: EXIT_FAIL, or EXIT_USAGE for a wrong command line.
  */
 #ifndef VMCECTL_H
 #define VMCECTL_H
@@ -18,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include <vmce/vmce.h>
 
 /* Exit statuses. */
 #define EXIT_OK	   0
@@ -33,14 +41,14 @@ int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
- * Number parsing.  Each returns 0, or -1 after filling why[] with what was wrong.
+ * Number parsing.  Each returns 0, or -1 after filling err with what was wrong.
  *  parse_u64:  "0x..." hexadecimal or decimal; with suffixes, a K/M/G/T suffix (binary units).
  *  parse_hex:  hexadecimal with or without "0x".
  *  parse_uint: decimal, 0..max.
  */
-int parse_u64(const char *s, bool suffixes, uint64_t *out, char *why, size_t len);
-int parse_hex(const char *s, uint64_t *out, char *why, size_t len);
-int parse_uint(const char *s, unsigned long max, unsigned long *out, char *why, size_t len);
+int parse_u64(const char *s, bool suffixes, uint64_t *out, struct vmce_err *err);
+int parse_hex(const char *s, uint64_t *out, struct vmce_err *err);
+int parse_uint(const char *s, unsigned long max, unsigned long *out, struct vmce_err *err);
 
 /* Option-argument wrappers: on error they print a usage error naming the option. */
 int opt_u64(const char *opt, const char *s, bool suffixes, uint64_t *out);
