@@ -184,9 +184,14 @@ def check_record(g, line, gpa, status, mcg_status, what):
     if rec != want:
         raise Fail("%s: the guest's record %s, expected %s" %
                    (what, {k: hex(v) for k, v in rec.items()}, {k: hex(v) for k, v in want.items()}))
-    ev = [e for e in g.vmce_events("delivered") if e.get("gpa") == gpa]
-    if not ev:
+    # The QMP event is sent from QEMU's main loop, the console line from the vCPU: either may
+    # come first
+    try:
+        g.wait_event(lambda e: e["event"] == "VMCE" and e["data"]["kind"] == "delivered" and
+                     e["data"].get("gpa") == gpa, "VMCE delivered", timeout=10)
+    except Fail:
         raise Fail("%s: no VMCE delivered event for gpa %#x" % (what, gpa))
+    ev = [e for e in g.vmce_events("delivered") if e.get("gpa") == gpa]
     e = ev[-1]
     got = {"bank": e["bank"], "status": e["status"], "addr": e["addr"], "misc": e["misc"],
            "mcg_status": e["mcg-status"]}
