@@ -284,13 +284,12 @@ static int get_backend(const char *f, const json_t *v, struct vmce_host_desc *h,
 	return c < 0 ? c : 0;
 }
 
-/* QEMU's accelerator: the MCA MSRs are vmce's in user space under either (kvm-userspace). */
+/* QEMU's accelerator, checked only: the MCA MSRs are vmce's in user space under either, so the
+ * backend stays the default, kvm-userspace. */
 static int get_accel(const char *f, const json_t *v, struct vmce_host_desc *h, struct vmce_err *err)
 {
-	int c = get_choice(f, v, "tcg", "kvm", err);
-
-	h->backend = VMCE_BACKEND_KVM_USERSPACE;
-	return c < 0 ? c : 0;
+	(void)h;
+	return get_choice(f, v, "tcg", "kvm", err) < 0 ? -EINVAL : 0;
 }
 
 /* The fields of each format (NULL: not in it), in the order the "missing" checks name them. */

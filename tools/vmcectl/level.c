@@ -88,7 +88,8 @@ json_t *level_result_json(const struct vmce_level_result *r)
 	return json_pack("{s:s, s:o}", "profile", prof, "notes", notes);
 }
 
-void level_qemu_object(const struct vmce_profile *p, char *buf, size_t len)
+/* QEMU's -object option value for a profile: vmce,id=vmce0,profile=intel,,banks=2,,... */
+static void level_qemu_object(const struct vmce_profile *p, char *buf, size_t len)
 {
 	char prof[128];
 	size_t o = 0;
@@ -144,6 +145,7 @@ int profile_level(char **files, size_t n, const char *want_text, enum level_form
 {
 	struct vmce_level_result *res;
 	struct vmce_host_desc *hosts;
+	const struct vmce_profile *wantp = NULL;
 	struct vmce_err err = {{0}};
 	struct vmce_profile want;
 	int rc;
@@ -153,6 +155,8 @@ int profile_level(char **files, size_t n, const char *want_text, enum level_form
 	if (want_text &&
 	    (vmce_profile_parse(want_text, &want, &err) || vmce_profile_validate(&want, &err)))
 		return usage_error("--want: invalid profile '%.64s': %s", want_text, err.msg);
+	if (want_text)
+		wantp = &want;
 	hosts = calloc(n, sizeof(*hosts));
 	res = calloc(1, sizeof(*res));
 	if (!hosts || !res)
@@ -167,9 +171,9 @@ int profile_level(char **files, size_t n, const char *want_text, enum level_form
 			want.vendor = VMCE_VENDOR_AMD;
 			want.caps = VMCE_CAP_SUCCOR;
 		}
-		want_text = "default";
+		wantp = &want;
 	}
-	if (!rc && vmce_level_descs(hosts, n, want_text ? &want : NULL, res, &err))
+	if (!rc && vmce_level_descs(hosts, n, wantp, res, &err))
 		rc = fail("no profile fits the pool: %s", err.msg);
 	if (!rc)
 		rc = print_result(res, fmt, in);

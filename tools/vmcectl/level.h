@@ -27,9 +27,6 @@ enum level_format {
 int profile_level(char **files, size_t n, const char *want_text, enum level_format fmt,
 		  enum host_desc_format in);
 
-/* QEMU's -object option value for a profile: vmce,id=vmce0,profile=intel,,banks=2,,... */
-void level_qemu_object(const struct vmce_profile *p, char *buf, size_t len);
-
 /* The result as JSON: {"profile":"intel,banks=8,ser,tes,ctl","notes":[{"field":"banks",
  * "hosts":"b","text":"..."},...]} (NULL when out of memory). */
 json_t *level_result_json(const struct vmce_level_result *r);
