@@ -119,6 +119,8 @@ ctl() { # ctl SOCKET ARGS...: vmcectl with output in $TMP/out and $TMP/err; stat
 
 # start_src [ARGS...]: the source, booted, its MCA set up (first alive line).
 start_src() {
+	# Removed here, not by the process: wait_for must not find a previous run's line
+	rm -f "$TMP/src.con"
 	"$VMM" --control "$TMP/src.sock" --console-file "$TMP/src.con" --events-log "$TMP/src.ev" \
 		--timeout 150 "$@" >/dev/null 2>"$TMP/src.err" &
 	SRC_PID=$!
@@ -129,6 +131,9 @@ start_src() {
 start_dst() {
 	local addr=$1
 	shift
+	# Removed here: the shell truncates it in the background child, possibly after wait_for
+	# found a previous destination's "waiting" line (the source then met its dead socket)
+	rm -f "$TMP/dst.err"
 	"$VMM" --incoming "$addr" --control "$TMP/dst.sock" --console-file "$TMP/dst.con" \
 		--events-log "$TMP/dst.ev" --timeout 150 "$@" >/dev/null 2>"$TMP/dst.err" &
 	DST_PID=$!
