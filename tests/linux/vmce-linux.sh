@@ -599,7 +599,7 @@ scenario_srao_smp_no_broadcast() {
 	[ "$(jplan .broadcast)" = false ] || fail "--no-broadcast plan broadcasts: $PLAN"
 	mark
 	deliver
-	expect 'CPUs not responding to MCE broadcast' 20
+	expect 'CPUs not responding to MCE broadcast' 60
 	late=$MATCH
 	expect 'Kernel panic - not syncing: Timeout: Not all CPUs entered broadcast exception handler' 20
 	record "$late; $MATCH"
